@@ -8,7 +8,7 @@ const packagesDir = fileURLToPath(new URL('./packages/', import.meta.url));
  */
 export const workspaceAliases = [
   { find: /^@cagey-sessions\/testing$/, replacement: `${packagesDir}testing/src/index.ts` },
-  { find: /^@cagey-sessions\/test-servers$/, replacement: `${packagesDir}test-servers/src/index.ts` },
+  { find: /^@cagey-sessions\/test-servers$/, replacement: `${packagesDir}../tools/test-servers/src/index.ts` },
   {
     find: /^@cagey-sessions\/adapter-(postgres|redis|mongo)$/,
     replacement: `${packagesDir}adapter-$1/src/index.ts`,

@@ -1,6 +1,5 @@
 import { hash } from 'node:crypto';
 import { ValidationError } from './errors.js';
-import type { UserId } from './types.js';
 
 /**
  * The storage key of a user: the decimal string of an integer id, the string itself otherwise, so `5` and `"5"`
