@@ -16,5 +16,8 @@ export {
   type UnsavedUser,
   ValidationError,
 } from './errors.js';
+export { create, SessionManager, type SessionManagerEvents, type SessionManagerStats } from './manager.js';
+export type { Duration, Logger, PersistenceOptions, SessionManagerOptions } from './options.js';
+export { type IdentifyOptions, Session, type SessionEvents, type SetUserOptions } from './session.js';
 export type { PersistenceAdapter, SaveRecord, SaveResult, StoredUser, UserData, UserId } from './types.js';
-export { checkExpectedVersion, digest, serializeUserData, userKey } from './user-data.js';
+export { checkExpectedVersion, checkUserData, digest, serializeUserData, userKey } from './user-data.js';

@@ -35,11 +35,16 @@ export function checkExpectedVersion(version: unknown): number | undefined {
  * plain object. Throws INVALID_USER_DATA with the path of the first offending value.
  */
 export function serializeUserData(userData: unknown): string {
+  checkUserData(userData);
+  return JSON.stringify(userData);
+}
+
+/** The checks of `serializeUserData` without the serialisation. */
+export function checkUserData(userData: unknown): void {
   if (!isPlainObject(userData)) {
     throw invalid('', `the root must be a plain object, got ${describe(userData)}`);
   }
   checkValue(userData, '', new Set());
-  return JSON.stringify(userData);
 }
 
 /**

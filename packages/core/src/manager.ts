@@ -1,0 +1,349 @@
+import {
+  type ConflictError,
+  PersistenceError,
+  StateError,
+  type UnsavedUser,
+  ValidationError,
+} from './errors.js';
+import { AsyncEventEmitter } from './events.js';
+import {
+  completeLogger,
+  type Logger,
+  type ResolvedPersistenceOptions,
+  resolvePersistenceOptions,
+  type SessionManagerOptions,
+} from './options.js';
+import { PersistencePipeline, type PipelineHooks, type UserState } from './pipeline.js';
+import { Session, type SessionHost } from './session.js';
+import type { PersistenceAdapter, UserData, UserId } from './types.js';
+import { userKey } from './user-data.js';
+
+/** Events the manager emits: every session event, with the session first. */
+export interface SessionManagerEvents<T extends object = UserData> {
+  created: [session: Session<T>];
+  started: [session: Session<T>];
+  identified: [session: Session<T>, userId: UserId, userData: T];
+  beforeDestroy: [session: Session<T>];
+  destroy: [session: Session<T>];
+  persistUserData: [session: Session<T>];
+  persisted: [session: Session<T>, version: number | undefined];
+  persistError: [session: Session<T>, error: Error];
+  conflict: [session: Session<T>, error: ConflictError];
+}
+
+export interface SessionManagerStats {
+  /** Live sessions. */
+  sessions: number;
+  /** Live sessions with a user. */
+  identified: number;
+  /** Users whose data differs from what is stored, including destroyed sessions' unsaved data (O(total data size)). */
+  dirty: number;
+  /** Users whose write is running now. */
+  inFlight: number;
+  /** Users waiting for a batch. */
+  queued: number;
+  /** Users waiting for an automatic retry after a failed write. */
+  retrying: number;
+  /** Destroyed sessions whose data is not stored yet (kept for retry). */
+  orphaned: number;
+  /** Records written since the manager was created. */
+  written: number;
+  /** Record writes that failed (each retry counts). */
+  failed: number;
+  /** Writes refused because the store held newer data. */
+  conflicts: number;
+  /** Duration of the last interval flush or `persistAllUserData()`, in ms. */
+  lastFlushMs: number | undefined;
+  /** Interval ticks skipped because the previous flush was still running. */
+  skippedTicks: number;
+}
+
+/**
+ * Creates sessions and gets their user data into the store: on an interval, when sessions are destroyed,
+ * on demand (`persistNow`, `persistAllUserData`), and at shutdown (`destroy`).
+ */
+export class SessionManager<T extends object = UserData> extends AsyncEventEmitter<SessionManagerEvents<T>> {
+  readonly adapter: PersistenceAdapter | undefined;
+  readonly #log: Required<Logger>;
+  readonly #options: ResolvedPersistenceOptions;
+  readonly #pipeline: PersistencePipeline<Session<T>>;
+  readonly #host: SessionHost<T>;
+  readonly #sessions = new Set<Session<T>>();
+  readonly #byKey = new Map<string, Session<T>>();
+  readonly #byUser = new Map<string, Session<T>>();
+  #timer: NodeJS.Timeout | undefined;
+  #flushing = false;
+  #skippedTicks = 0;
+  #destroying: Promise<void> | undefined;
+
+  constructor(options: SessionManagerOptions = {}) {
+    super();
+    this.adapter = options.adapter;
+    this.#log = completeLogger(options.log);
+    this.#options = resolvePersistenceOptions(options.userData?.persistence, options.adapter);
+    this.#pipeline = new PersistencePipeline(options.adapter, this.#options, this.#pipelineHooks());
+    this.#host = this.#sessionHost();
+    if (this.#options.interval !== undefined) {
+      // unref: the timer alone never keeps the process alive.
+      this.#timer = setInterval(() => this.#tick(), this.#options.interval).unref();
+    }
+  }
+
+  /** Creates a session, optionally under a unique `key` for `findByKey`. Emits `created`. */
+  async create(key?: string): Promise<Session<T>> {
+    this.#assertAlive('create');
+    if (key !== undefined) {
+      if (typeof key !== 'string' || key.length === 0) {
+        throw new ValidationError(
+          'INVALID_KEY',
+          `Invalid session key ${String(key)}: expected a non-empty string.`,
+        );
+      }
+      if (this.#byKey.has(key)) {
+        throw new ValidationError(
+          'DUPLICATE_KEY',
+          `A live session already uses the key ${JSON.stringify(key)}.`,
+        );
+      }
+    }
+    const session = new Session<T>(this.#host, key);
+    this.#sessions.add(session);
+    if (key !== undefined) this.#byKey.set(key, session);
+    try {
+      await this.emitAsync('created', session);
+    } catch (error) {
+      // Nobody holds the session yet, so a failed `created` listener leaves nothing behind.
+      this.#host.forget(session);
+      throw error;
+    }
+    return session;
+  }
+
+  /** The live session created with `key`, if any. */
+  findByKey(key: string): Session<T> | undefined {
+    return this.#byKey.get(key);
+  }
+
+  /** The live session identified as `userId`, if any. */
+  findByUserId(userId: UserId): Session<T> | undefined {
+    return this.#byUser.get(userKey(userId));
+  }
+
+  /** The live sessions. */
+  sessions(): IterableIterator<Session<T>> {
+    return this.#sessions.values();
+  }
+
+  /** Whether the persistence options list `eventName` (e.g. `'disconnect'`, `'shutdown'`). */
+  willPersistUserDataOn(eventName: string): boolean {
+    return this.#options.events.has(eventName);
+  }
+
+  /**
+   * Persists every session whose user data changed, now. Rejects with a `PersistenceError` (PERSIST_FAILED)
+   * whose `unsaved` lists exactly the users that could not be saved; those stay queued for retry.
+   */
+  async persistAllUserData(): Promise<void> {
+    this.#assertAlive('persistAllUserData');
+    const unsaved = await this.#pipeline.flush(true);
+    if (unsaved.length > 0) {
+      throw new PersistenceError('PERSIST_FAILED', `${describeUnsaved(unsaved)} could not be saved.`, {
+        unsaved,
+      });
+    }
+  }
+
+  stats(): SessionManagerStats {
+    let dirty = 0;
+    for (const state of this.#pipeline.states.values()) if (this.#pipeline.isDirty(state)) dirty++;
+    const { inFlight, queued, retrying, orphaned, written, failed, conflicts, lastFlushMs } =
+      this.#pipeline.stats();
+    return {
+      sessions: this.#sessions.size,
+      identified: this.#byUser.size,
+      dirty,
+      inFlight,
+      queued,
+      retrying,
+      orphaned,
+      written,
+      failed,
+      conflicts,
+      lastFlushMs,
+      skippedTicks: this.#skippedTicks,
+    };
+  }
+
+  /**
+   * Shuts down: stops the interval, destroys every session (persisting when `persist` is true, by default when
+   * the persistence events include `'shutdown'`), then keeps retrying unsaved data until
+   * `shutdownTimeout`. Rejects with a `PersistenceError` SHUTDOWN_INCOMPLETE whose `unsaved` lists exactly the
+   * users that were not saved. The adapter is not closed: it belongs to the caller.
+   */
+  destroy(persist: boolean = this.willPersistUserDataOn('shutdown')): Promise<void> {
+    this.#destroying ??= this.#destroy(persist);
+    return this.#destroying;
+  }
+
+  async #destroy(persist: boolean): Promise<void> {
+    clearInterval(this.#timer);
+    const deadline = performance.now() + this.#options.shutdownTimeout;
+    const destroyed = Promise.allSettled([...this.#sessions].map((session) => session.destroy(persist)));
+    const outcomes = await raceDeadline(destroyed, deadline);
+    let unsaved: UnsavedUser[] = [];
+    if (persist) {
+      unsaved = await this.#pipeline.drain(Math.max(0, deadline - performance.now()));
+    } else {
+      const dropped = [...this.#pipeline.states.values()].filter((state) => state.orphan);
+      if (dropped.length > 0) {
+        this.#log.warn(
+          { userIds: dropped.map((state) => state.userId) },
+          'cagey-sessions: destroyed without persisting; unsaved data of earlier sessions is dropped',
+        );
+      }
+    }
+    this.#pipeline.dispose();
+    if (unsaved.length > 0) {
+      const error = new PersistenceError(
+        'SHUTDOWN_INCOMPLETE',
+        `Shutdown finished with ${describeUnsaved(unsaved)} not saved.`,
+        { unsaved },
+      );
+      this.#log.error(
+        { userIds: unsaved.map((u) => u.userId), err: error },
+        'cagey-sessions: users not saved at shutdown',
+      );
+      throw error;
+    }
+    const listenerError = outcomes?.find((outcome) => outcome.status === 'rejected');
+    if (listenerError !== undefined) throw (listenerError as PromiseRejectedResult).reason;
+  }
+
+  #tick(): void {
+    // Ticks that fall during a long flush are skipped, not queued: the running flush already covers them.
+    if (this.#flushing) {
+      this.#skippedTicks++;
+      return;
+    }
+    this.#flushing = true;
+    this.#pipeline
+      .flush(false)
+      .catch((error) => this.#log.error({ err: error }, 'cagey-sessions: interval flush failed'))
+      .finally(() => {
+        this.#flushing = false;
+      });
+  }
+
+  #assertAlive(call: string): void {
+    if (this.#destroying !== undefined) {
+      throw new StateError('MANAGER_DESTROYED', `Cannot call ${call}() on a destroyed session manager.`);
+    }
+  }
+
+  #sessionHost(): SessionHost<T> {
+    return {
+      adapter: this.adapter,
+      pipeline: this.#pipeline,
+      log: this.#log,
+      emitForSession: (event, session, args) =>
+        this.emitAsync(event as keyof SessionManagerEvents<T>, session, ...args),
+      claimUser: (session, key) => {
+        const holder = this.#byUser.get(key);
+        if (holder !== undefined && holder !== session) {
+          throw new StateError(
+            'USER_IN_SESSION',
+            `User ${JSON.stringify(key)} is already in another live session; destroy that one first (manager.findByUserId()).`,
+          );
+        }
+        this.#byUser.set(key, session);
+      },
+      releaseUser: (session, key) => {
+        if (this.#byUser.get(key) === session) this.#byUser.delete(key);
+      },
+      forget: (session) => {
+        this.#sessions.delete(session);
+        if (session.key !== undefined && this.#byKey.get(session.key) === session)
+          this.#byKey.delete(session.key);
+      },
+      willPersistUserDataOn: (eventName) => this.willPersistUserDataOn(eventName),
+    };
+  }
+
+  #pipelineHooks(): PipelineHooks<Session<T>> {
+    const notify = (
+      event: 'persisted' | 'persistError' | 'conflict',
+      state: UserState<Session<T>>,
+      arg: unknown,
+    ) => {
+      const session = state.owner;
+      for (const emitted of [this.emitAsync(event, session, arg), session.emitAsync(event, arg)]) {
+        emitted?.catch((error) =>
+          this.#log.error({ err: error, event }, 'cagey-sessions: event listener failed'),
+        );
+      }
+    };
+    return {
+      beforePersist: (state) => {
+        const session = state.owner;
+        const onManager = this.emitAsync('persistUserData', session);
+        const onSession = session.emitAsync('persistUserData');
+        if (onManager === undefined) return onSession;
+        if (onSession === undefined) return onManager;
+        return Promise.allSettled([onManager, onSession]).then(([a, b]) => {
+          if (a.status === 'rejected') throw a.reason;
+          if (b.status === 'rejected') throw b.reason;
+        });
+      },
+      persisted: (state) => notify('persisted', state, state.version),
+      failed: (state, error) => {
+        this.#log.warn(
+          { userId: state.userId, failures: state.failures, err: error },
+          'cagey-sessions: could not save user data; it stays queued for retry',
+        );
+        notify('persistError', state, error);
+      },
+      conflicted: (state, error) => {
+        this.#log.warn(
+          {
+            userId: state.userId,
+            expectedVersion: error.expectedVersion,
+            currentVersion: error.currentVersion,
+          },
+          'cagey-sessions: the store holds newer data for this user; not overwriting it',
+        );
+        notify('conflict', state, error);
+      },
+      noWriter: () =>
+        this.#log.warn(
+          'cagey-sessions: user data changed but there is no adapter and no persistUserData listener; it is not stored anywhere',
+        ),
+    };
+  }
+}
+
+/** The original factory: `create({ log, adapter }, { userData: { persistence } })`. */
+export function create<T extends object = UserData>(
+  apis: { log?: Logger | undefined; adapter?: PersistenceAdapter | undefined } = {},
+  options: Omit<SessionManagerOptions, 'log' | 'adapter'> = {},
+): SessionManager<T> {
+  return new SessionManager<T>({ ...options, log: apis.log, adapter: apis.adapter });
+}
+
+function describeUnsaved(unsaved: UnsavedUser[]): string {
+  const ids = unsaved.slice(0, 10).map((u) => JSON.stringify(u.userId));
+  const more = unsaved.length > 10 ? ` and ${unsaved.length - 10} more` : '';
+  return `${unsaved.length} user${unsaved.length === 1 ? '' : 's'} (${ids.join(', ')}${more})`;
+}
+
+async function raceDeadline<V>(promise: Promise<V>, deadline: number): Promise<V | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - performance.now()));
+    timer.unref();
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

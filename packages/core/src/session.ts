@@ -1,0 +1,261 @@
+import { type ConflictError, StateError } from './errors.js';
+import { AsyncEventEmitter } from './events.js';
+import type { Logger } from './options.js';
+import type { PersistencePipeline, UserState } from './pipeline.js';
+import type { PersistenceAdapter, UserData, UserId } from './types.js';
+import { checkExpectedVersion, checkUserData, userKey } from './user-data.js';
+
+/** Events a session emits; the manager emits the same ones with the session first. */
+export interface SessionEvents<T extends object = UserData> {
+  started: [];
+  identified: [userId: UserId, userData: T];
+  beforeDestroy: [];
+  destroy: [];
+  /** It is time to persist this session's user data (before the adapter writes it). */
+  persistUserData: [];
+  /** The user data was written; `version` is the stored version (undefined without an adapter). */
+  persisted: [version: number | undefined];
+  /** A write failed; it is retried with backoff. */
+  persistError: [error: Error];
+  /** The store holds newer data written elsewhere; this session is not written again until `reload()`. */
+  conflict: [error: ConflictError];
+}
+
+export interface SetUserOptions {
+  /**
+   * The stored version `userData` was read at. Writes are then fenced: if another writer changed the user in
+   * the meantime, the write is a conflict instead of an overwrite. `0` means the user is new. Omit for
+   * unconditional (last writer wins) writes.
+   */
+  version?: number;
+}
+
+export interface IdentifyOptions<T extends object> {
+  /** Data for a user the store does not know yet; deep-copied, never shared between sessions. */
+  defaults?: T;
+}
+
+/** What a session needs from its manager. */
+export interface SessionHost<T extends object> {
+  readonly adapter: PersistenceAdapter | undefined;
+  readonly pipeline: PersistencePipeline<Session<T>>;
+  readonly log: Required<Logger>;
+  emitForSession(event: string, session: Session<T>, args: unknown[]): Promise<void> | undefined;
+  claimUser(session: Session<T>, key: string): void;
+  releaseUser(session: Session<T>, key: string): void;
+  forget(session: Session<T>): void;
+  willPersistUserDataOn(eventName: string): boolean;
+}
+
+/**
+ * One human interacting with the game: a place for per-connection values (`set`/`get`), and, once identified,
+ * the player's `userData`, which game code mutates in place and the manager persists.
+ */
+export class Session<T extends object = UserData> extends AsyncEventEmitter<SessionEvents<T>> {
+  /** The key given to `manager.create(key)`, if any. */
+  readonly key: string | undefined;
+  readonly #host: SessionHost<T>;
+  #state: UserState<Session<T>> | undefined;
+  #values: Map<string, unknown> | undefined;
+  #destroying: Promise<void> | undefined;
+
+  /** @internal Sessions are created by `SessionManager.create()`. */
+  constructor(host: SessionHost<T>, key: string | undefined) {
+    super();
+    this.#host = host;
+    this.key = key;
+  }
+
+  /** The identified user's id, undefined until `setUser` or `identify`. */
+  get userId(): UserId | undefined {
+    return this.#state?.userId;
+  }
+
+  /** The identified user's data. Mutate it in place; changes are detected and persisted. */
+  get userData(): T | undefined {
+    return this.#state?.userData as T | undefined;
+  }
+
+  /** The stored version the user data is based on (undefined for unconditional writes or before identification). */
+  get version(): number | undefined {
+    return this.#state?.version;
+  }
+
+  get isDestroyed(): boolean {
+    return this.#destroying !== undefined;
+  }
+
+  /** Stores a per-session value (a client messenger, a logger, ...); it is never persisted. */
+  set(key: string, value: unknown): void {
+    this.#assertAlive('set');
+    this.#values ??= new Map();
+    this.#values.set(key, value);
+  }
+
+  get<V = unknown>(key: string): V | undefined {
+    return this.#values?.get(key) as V | undefined;
+  }
+
+  /** Tells listeners the session can begin (emits `started`). */
+  async start(): Promise<void> {
+    this.#assertAlive('start');
+    await this.#emit('started', []);
+  }
+
+  /**
+   * Binds a user whose data the caller loaded itself. `userData` is adopted, not copied: keep mutating it.
+   * Pass `options.version` to fence later writes by version. Emits `identified`.
+   */
+  async setUser(userId: UserId, userData: T, options: SetUserOptions = {}): Promise<void> {
+    this.#assertAlive('setUser');
+    const key = userKey(userId);
+    checkUserData(userData);
+    const version = checkExpectedVersion(options.version);
+    this.#assertNoOtherUser(key);
+    this.#host.claimUser(this, key);
+    this.#state = this.#host.pipeline.bind(this, userId, key, userData, version);
+    await this.#emit('identified', [userId, userData]);
+  }
+
+  /**
+   * Logs a player in: loads their stored data through the adapter (or starts from a copy of `defaults` for a
+   * new player), binds it like `setUser` and keeps its version, so this session's writes are fenced by it.
+   * Unsaved data of an earlier session of the same user in this process is newer than the store's and is
+   * taken over instead. Emits `identified`; resolves with the user data.
+   */
+  async identify(userId: UserId, options: IdentifyOptions<T> = {}): Promise<T> {
+    this.#assertAlive('identify');
+    const key = userKey(userId);
+    this.#assertNoOtherUser(key);
+    const { pipeline, adapter } = this.#host;
+    this.#host.claimUser(this, key);
+    try {
+      let state = pipeline.adoptOrphan(this, key);
+      if (state === undefined) {
+        if (adapter === undefined) {
+          throw new StateError(
+            'NO_ADAPTER',
+            'identify() loads stored data through an adapter; none is configured. Use setUser() instead.',
+          );
+        }
+        const stored = await adapter.load(userId);
+        this.#assertAlive('identify');
+        if (stored !== undefined) {
+          state = pipeline.bind(this, userId, key, stored.userData, stored.version);
+          pipeline.markSaved(state);
+        } else {
+          const fresh = structuredClone(options.defaults ?? {}) as T;
+          checkUserData(fresh);
+          state = pipeline.bind(this, userId, key, fresh, 0);
+        }
+      }
+      this.#state = state;
+    } catch (error) {
+      if (this.#state === undefined) this.#host.releaseUser(this, key);
+      throw error;
+    }
+    const userData = this.#state.userData as T;
+    await this.#emit('identified', [userId, userData]);
+    return userData;
+  }
+
+  /**
+   * Persists the user data now, e.g. after currency was spent; resolves once it is stored. Rejects with a
+   * `PersistenceError` when the write fails (it is retried in the background), a `ConflictError` when the store
+   * holds newer data, a `ValidationError` when the data cannot be stored. Resolves at once when nothing changed.
+   */
+  async persistNow(): Promise<void> {
+    this.#assertAlive('persistNow');
+    if (this.#state !== undefined) await this.#host.pipeline.persist(this.#state);
+  }
+
+  /** Whether the user data changed since it was last stored. Costs one serialisation of the data. */
+  isDirty(): boolean {
+    return this.#state !== undefined && this.#host.pipeline.isDirty(this.#state);
+  }
+
+  /**
+   * Replaces the user data with the stored one (after a `conflict`, typically) and resumes writing. The old
+   * `userData` object is abandoned: read `session.userData` again. Resolves with the new data.
+   */
+  async reload(): Promise<T> {
+    this.#assertAlive('reload');
+    const state = this.#state;
+    const adapter = this.#host.adapter;
+    if (state === undefined) throw new StateError('NOT_IDENTIFIED', 'reload() needs an identified session.');
+    if (adapter === undefined)
+      throw new StateError('NO_ADAPTER', 'reload() reads through an adapter; none is configured.');
+    const stored = await adapter.load(state.userId);
+    this.#assertAlive('reload');
+    // A user deleted in the store is re-created from the data in memory.
+    if (stored === undefined) {
+      this.#host.pipeline.rebase(state, state.userData, 0);
+      state.savedDigest = undefined;
+    } else {
+      this.#host.pipeline.rebase(state, stored.userData, stored.version);
+    }
+    return state.userData as T;
+  }
+
+  /**
+   * Destroys the session: emits `beforeDestroy`, persists the user data when `persist` is true (default: when
+   * the manager's persistence events include `'disconnect'`), then emits `destroy`. A failed final write does
+   * not lose the data: it stays queued for retry, is reported through `persistError`, and shutdown reports it
+   * if it is still unsaved then. Calling it again returns the same promise.
+   */
+  destroy(persist: boolean = this.#host.willPersistUserDataOn('disconnect')): Promise<void> {
+    this.#destroying ??= this.#destroy(persist);
+    return this.#destroying;
+  }
+
+  async #destroy(persist: boolean): Promise<void> {
+    let listenerError: unknown;
+    try {
+      await this.#emit('beforeDestroy', []);
+    } catch (error) {
+      listenerError = error;
+    }
+    const state = this.#state;
+    if (state !== undefined) {
+      if (persist) {
+        // Failures are reported by the pipeline (events, log) and the data stays queued for retry.
+        await this.#host.pipeline.persist(state).catch(() => {});
+      }
+      this.#host.pipeline.release(state, persist);
+      this.#host.releaseUser(this, state.key);
+    }
+    this.#host.forget(this);
+    try {
+      await this.#emit('destroy', []);
+    } catch (error) {
+      listenerError ??= error;
+    }
+    if (listenerError !== undefined) throw listenerError;
+  }
+
+  #emit(event: keyof SessionEvents<T> & string, args: unknown[]): Promise<void> | undefined {
+    const onManager = this.#host.emitForSession(event, this, args);
+    const onSession = this.emitAsync(event, ...args);
+    if (onManager === undefined) return onSession;
+    if (onSession === undefined) return onManager;
+    return Promise.allSettled([onManager, onSession]).then(([a, b]) => {
+      if (a.status === 'rejected') throw a.reason;
+      if (b.status === 'rejected') throw b.reason;
+    });
+  }
+
+  #assertAlive(call: string): void {
+    if (this.#destroying !== undefined) {
+      throw new StateError('SESSION_DESTROYED', `Cannot call ${call}() on a destroyed session.`);
+    }
+  }
+
+  #assertNoOtherUser(key: string): void {
+    if (this.#state !== undefined && this.#state.key !== key) {
+      throw new StateError(
+        'ALREADY_IDENTIFIED',
+        `This session already belongs to user ${JSON.stringify(this.#state.userId)}; create a new session for another user.`,
+      );
+    }
+  }
+}
