@@ -72,7 +72,12 @@ export function resolvePersistenceOptions(
 }
 
 export function duration(name: string, value: unknown): number {
-  const parsed = typeof value === 'string' ? ms(value as ms.StringValue) : value;
+  let parsed: unknown = value;
+  try {
+    if (typeof value === 'string') parsed = ms(value as ms.StringValue);
+  } catch {
+    // ms throws on an empty string; reported below like any other unusable value
+  }
   if (typeof parsed === 'number' && Number.isFinite(parsed) && parsed > 0) return parsed;
   throw optionError(name, value, "a positive duration: milliseconds or an ms string such as '30s'");
 }
