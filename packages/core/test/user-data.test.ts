@@ -65,6 +65,8 @@ describe('serializeUserData', () => {
     expect(serializeUserData(data)).toBe('{"a":1}');
   });
 
+  const holey = [1, 2, 3];
+  delete holey[1];
   const cycle: Record<string, unknown> = { a: {} };
   (cycle.a as Record<string, unknown>).back = cycle;
 
@@ -78,7 +80,7 @@ describe('serializeUserData', () => {
     ['Infinity', { list: [1, Number.POSITIVE_INFINITY] }, 'list[1]'],
     ['-Infinity', { n: Number.NEGATIVE_INFINITY }, 'n'],
     ['undefined in an array', { list: [1, undefined] }, 'list[1]'],
-    ['a hole in an array', { list: [1, , 3] }, 'list[1]'],
+    ['a hole in an array', { list: holey }, 'list[1]'],
     ['a cycle', cycle, 'a.back'],
     ['a Date', { at: new Date(0) }, 'at'],
     ['a Map', { m: new Map() }, 'm'],
