@@ -8,10 +8,14 @@ const packagesDir = fileURLToPath(new URL('./packages/', import.meta.url));
  */
 export const workspaceAliases = [
   { find: /^@cagey-sessions\/testing$/, replacement: `${packagesDir}testing/src/index.ts` },
-  { find: /^@cagey-sessions\/test-servers$/, replacement: `${packagesDir}../tools/test-servers/src/index.ts` },
+  {
+    find: /^@cagey-sessions\/test-servers$/,
+    replacement: `${packagesDir}../tools/test-servers/src/index.ts`,
+  },
   {
     find: /^@cagey-sessions\/adapter-(postgres|redis|mongo)$/,
     replacement: `${packagesDir}adapter-$1/src/index.ts`,
   },
+  { find: /^@cagey-sessions\/bench-kit$/, replacement: `${packagesDir}../tools/bench-kit/src/index.ts` },
   { find: /^@cagey-sessions\/core$/, replacement: `${packagesDir}core/src/index.ts` },
 ];
