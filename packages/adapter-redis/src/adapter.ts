@@ -1,0 +1,471 @@
+import {
+  AdapterError,
+  ConflictError,
+  checkExpectedVersion,
+  type PersistenceAdapter,
+  type PreparedRecord,
+  type SaveRecord,
+  type SaveResult,
+  type StoredUser,
+  saveBatch,
+  type UserData,
+  type UserId,
+  userKey,
+  ValidationError,
+  wrapDriverError,
+} from '@cagey-sessions/core';
+import calculateSlot from 'cluster-key-slot';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import { checkPrefix, DEFAULT_PREFIX, encodeUserKey } from './keys.js';
+import { openClient, parsePositiveInteger, parseTtl } from './options.js';
+import { deleteScript, parseStoredValue, type Script, saveScript, scripts } from './scripts.js';
+
+const ADAPTER_NAME = 'redis';
+const DEFAULT_MAX_BATCH_SIZE = 1000;
+/**
+ * One script call writes up to this many users of one slot. Fewer, larger commands cost the client far less
+ * than one command per user; the bounds keep each script short, since Redis serves nobody else while it runs.
+ */
+const KEYS_PER_SCRIPT = 100;
+const BYTES_PER_SCRIPT = 512 * 1024;
+/** Rounds of resending records whose command never ran (NOSCRIPT, or a Cluster slot that moved). */
+const MAX_SEND_ROUNDS = 3;
+const QUIT_TIMEOUT_MS = 2000;
+
+/** Options every way of constructing the adapter shares. */
+export interface RedisAdapterCommonOptions {
+  /**
+   * Prepended to every key. Printable ASCII without spaces, braces or glob characters; a `:` is added when it
+   * does not end with one. Two adapters with different prefixes never see each other's users.
+   * Default `cagey:user:`.
+   */
+  prefix?: string;
+  /**
+   * Expire a user's key this long after its last write (a duration string for `ms`, e.g. `'7d'`, or a number
+   * of seconds). Applied on every save and delete; off by default, so data stays until deleted.
+   */
+  ttl?: string | number;
+  /** The batch size core's pipeline uses with this adapter. Larger batches still work. Default 1000. */
+  maxBatchSize?: number;
+}
+
+/** Construct over a client you own: the adapter never closes it. */
+export interface RedisAdapterClientOptions extends RedisAdapterCommonOptions {
+  /** An ioredis `Redis` or `Cluster` instance. */
+  client: Redis | Cluster;
+  url?: never;
+  clientOptions?: never;
+}
+
+/** Construct from a URL: the adapter opens the client and closes it in `close()`. */
+export interface RedisAdapterUrlOptions extends RedisAdapterCommonOptions {
+  /**
+   * `redis://[user:password@]host:port[/db]`, `rediss://…` for TLS, or for a Redis Cluster
+   * `redis+cluster://[user:password@]host1:port1,host2:port2` (`rediss+cluster://…` for TLS): the listed nodes
+   * are seeds, the rest of the cluster is discovered.
+   */
+  url: string;
+  client?: never;
+  /** Passed to ioredis: `RedisOptions` for a `redis://` URL, `ClusterOptions` for a `redis+cluster://` URL. */
+  clientOptions?: RedisOptions | ClusterOptions;
+}
+
+export type RedisAdapterOptions = RedisAdapterClientOptions | RedisAdapterUrlOptions;
+
+/**
+ * Stores each user as one string key `<prefix><percent-encoded user key>` holding `<version>:<json>`, written
+ * by a Lua script that checks the version and writes atomically on the server. A batch is sent as one pipeline
+ * per node (one pipeline on a standalone server), users of one slot grouped into shared script calls.
+ */
+export class RedisAdapter implements PersistenceAdapter {
+  readonly name = ADAPTER_NAME;
+  readonly maxBatchSize: number;
+  /** The key prefix, always ending with `:`. */
+  readonly prefix: string;
+  /** Time to live of a written key in milliseconds, `undefined` when keys do not expire. */
+  readonly ttlMs: number | undefined;
+  /** The ioredis client the adapter talks through. */
+  readonly client: Redis | Cluster;
+  readonly isCluster: boolean;
+  readonly #ownsClient: boolean;
+  readonly #ttlArgument: string;
+  /** Prepended by ioredis itself when the client was configured with `keyPrefix`; slots are computed with it. */
+  readonly #clientKeyPrefix: string;
+  #closing: Promise<void> | undefined;
+  #scriptsLoaded: Promise<void> | undefined;
+
+  constructor(options: RedisAdapterOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw new ValidationError(
+        'INVALID_OPTIONS',
+        `[${ADAPTER_NAME}] Options are required: { client } or { url }.`,
+      );
+    }
+    this.prefix = checkPrefix(ADAPTER_NAME, options.prefix ?? DEFAULT_PREFIX);
+    this.ttlMs = parseTtl(ADAPTER_NAME, options.ttl);
+    this.#ttlArgument = String(this.ttlMs ?? 0);
+    this.maxBatchSize = parsePositiveInteger(
+      ADAPTER_NAME,
+      'maxBatchSize',
+      options.maxBatchSize,
+      DEFAULT_MAX_BATCH_SIZE,
+    );
+    const hasClient = options.client !== undefined;
+    const hasUrl = options.url !== undefined;
+    if (hasClient === hasUrl) {
+      throw new ValidationError(
+        'INVALID_OPTIONS',
+        `[${ADAPTER_NAME}] Pass exactly one of client (an ioredis Redis or Cluster) and url.`,
+      );
+    }
+    if (hasClient) {
+      const client = options.client as unknown;
+      if (!isIoredisClient(client)) {
+        throw new ValidationError(
+          'INVALID_OPTIONS',
+          `[${ADAPTER_NAME}] client must be an ioredis Redis or Cluster instance.`,
+        );
+      }
+      this.client = client;
+      this.#ownsClient = false;
+    } else {
+      this.client = openClient(ADAPTER_NAME, options.url, options.clientOptions);
+      this.#ownsClient = true;
+      // Failures reach callers through rejected operations; without a listener ioredis would also print every
+      // reconnection attempt.
+      this.client.on('error', () => {});
+    }
+    this.isCluster = (this.client as { isCluster?: boolean }).isCluster === true;
+    this.#clientKeyPrefix = this.client.options.keyPrefix ?? '';
+  }
+
+  /** The Redis key holding a user (without a `keyPrefix` the client itself may add). */
+  keyFor(userId: UserId): string {
+    return this.prefix + encodeUserKey(userKey(userId));
+  }
+
+  /** Loads the adapter's Lua scripts into the server (every master of a Cluster). Idempotent. */
+  async setup(): Promise<void> {
+    this.#assertOpen();
+    try {
+      await this.#ensureScripts();
+    } catch (error) {
+      throw wrapDriverError(this.name, 'setup', error);
+    }
+  }
+
+  async load(userId: UserId): Promise<StoredUser | undefined> {
+    this.#assertOpen();
+    const key = this.keyFor(userId);
+    let value: string | null;
+    try {
+      value = await this.client.get(key);
+    } catch (error) {
+      throw wrapDriverError(this.name, 'load', error);
+    }
+    if (value === null) return undefined;
+    try {
+      const stored = parseStoredValue(value);
+      if (stored === undefined) return undefined;
+      return { userData: JSON.parse(stored.json) as UserData, version: stored.version };
+    } catch (error) {
+      throw new AdapterError(
+        this.name,
+        `load failed: key ${JSON.stringify(key)} holds a value this adapter did not write. Remove it or use another prefix.`,
+        { cause: error },
+      );
+    }
+  }
+
+  async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
+    this.#assertOpen();
+    return saveBatch(this.name, records, (prepared) => this.#write(prepared));
+  }
+
+  async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
+    this.#assertOpen();
+    const key = this.keyFor(userId);
+    const expected = checkExpectedVersion(expectedVersion);
+    let reply: unknown;
+    try {
+      await this.#ensureScripts();
+      const run = () =>
+        this.client.evalsha(
+          deleteScript.sha,
+          1,
+          key,
+          this.#ttlArgument,
+          expected === undefined ? '' : String(expected),
+        );
+      try {
+        reply = await run();
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        await this.#loadScripts();
+        reply = await run();
+      }
+    } catch (error) {
+      throw wrapDriverError(this.name, 'delete', error);
+    }
+    if (reply === 1) return true;
+    if (reply === 0) return false;
+    if (typeof reply === 'number' && reply < 0 && expected !== undefined) {
+      throw new ConflictError(userId, expected, -reply);
+    }
+    throw new AdapterError(this.name, `delete failed: unexpected reply from the delete script.`);
+  }
+
+  /** Closes the client when the adapter opened it; a client passed in stays open. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#ownsClient ? quit(this.client) : Promise.resolve();
+    return this.#closing;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) {
+      throw new AdapterError(this.name, 'The adapter is closed; create a new one to keep using Redis.', {
+        code: 'ADAPTER_CLOSED',
+      });
+    }
+  }
+
+  async #write(prepared: PreparedRecord[]): Promise<SaveResult[]> {
+    await this.#ensureScripts();
+    const keys = prepared.map((record) => this.prefix + encodeUserKey(record.key));
+    const outcomes: Outcome[] = new Array(prepared.length);
+    let pending = prepared.map((_, index) => index);
+    for (let round = 1; pending.length > 0; round++) {
+      await this.#sendSaves(pending, keys, prepared, outcomes);
+      if (round === MAX_SEND_ROUNDS) break;
+      const retry = pending.filter((index) => isRetriable(outcomes[index]));
+      if (retry.length === 0) break;
+      if (retry.some((index) => isNoScript(outcomes[index]))) await this.#loadScripts();
+      if (retry.some((index) => isMoved(outcomes[index]))) await this.#refreshSlots();
+      pending = retry;
+    }
+    // Only errors, none from the server: nothing reached Redis, so the whole batch failed.
+    if (outcomes.every((outcome) => outcome instanceof Error && !isReplyError(outcome))) {
+      throw outcomes[0];
+    }
+    return outcomes.map((outcome) => {
+      if (outcome instanceof Error)
+        return { status: 'error', error: wrapDriverError(this.name, 'save', outcome) };
+      if (outcome > 0) return { status: 'ok', version: outcome };
+      return { status: 'conflict', currentVersion: outcome === 0 ? 0 : -outcome };
+    });
+  }
+
+  /** Sends the given records, one pipeline per node, and fills in their outcomes. */
+  async #sendSaves(
+    indexes: number[],
+    keys: string[],
+    prepared: PreparedRecord[],
+    outcomes: Outcome[],
+  ): Promise<void> {
+    const pipelines = await this.#planPipelines(indexes, keys, prepared);
+    await Promise.all(
+      pipelines.map(async (chunks) => {
+        const pipeline = this.client.pipeline();
+        for (const chunk of chunks) {
+          const args: string[] = new Array(chunk.length * 3 + 1);
+          for (let i = 0; i < chunk.length; i++) args[i] = keys[chunk[i]!]!;
+          args[chunk.length] = this.#ttlArgument;
+          for (let i = 0; i < chunk.length; i++) {
+            const record = prepared[chunk[i]!]!;
+            args[chunk.length + 1 + 2 * i] =
+              record.expectedVersion === undefined ? '' : String(record.expectedVersion);
+            args[chunk.length + 2 + 2 * i] = record.json;
+          }
+          pipeline.evalsha(saveScript.sha, chunk.length, ...args);
+        }
+        let replies: [Error | null, unknown][] | null;
+        try {
+          replies = await pipeline.exec();
+        } catch (error) {
+          replies = null;
+          for (const chunk of chunks) for (const index of chunk) outcomes[index] = toError(error);
+        }
+        if (replies === null) return;
+        chunks.forEach((chunk, c) => {
+          const [error, reply] = replies[c] ?? [new Error('the pipeline returned no reply'), undefined];
+          for (let i = 0; i < chunk.length; i++) {
+            const index = chunk[i]!;
+            if (error) {
+              outcomes[index] = error;
+              continue;
+            }
+            const value = Array.isArray(reply) ? reply[i] : undefined;
+            outcomes[index] =
+              value instanceof Error || typeof value === 'number'
+                ? value
+                : new Error('unexpected reply from the save script');
+          }
+        });
+      }),
+    );
+  }
+
+  /**
+   * Splits records into script calls (chunks of one slot) grouped into pipelines (one per node). A standalone
+   * server has no slots: everything goes into one pipeline.
+   */
+  async #planPipelines(indexes: number[], keys: string[], prepared: PreparedRecord[]): Promise<number[][][]> {
+    if (!this.isCluster) return [chunk(indexes, prepared)];
+    const cluster = this.client as Cluster;
+    await waitForSlots(cluster);
+    const bySlot = new Map<number, number[]>();
+    for (const index of indexes) {
+      const slot = calculateSlot(this.#clientKeyPrefix + keys[index]!);
+      const group = bySlot.get(slot);
+      if (group) group.push(index);
+      else bySlot.set(slot, [index]);
+    }
+    // ioredis sends a pipeline to one node and refuses it unless every slot in it maps to the same node list.
+    const byNode = new Map<string, number[][]>();
+    for (const [slot, group] of bySlot) {
+      const node = cluster.slots[slot]?.join(';') ?? '';
+      const chunks = chunk(group, prepared);
+      const existing = byNode.get(node);
+      if (existing) existing.push(...chunks);
+      else byNode.set(node, chunks);
+    }
+    return [...byNode.values()];
+  }
+
+  #ensureScripts(): Promise<void> {
+    this.#scriptsLoaded ??= this.#loadScripts().catch((error: unknown) => {
+      this.#scriptsLoaded = undefined;
+      throw error;
+    });
+    return this.#scriptsLoaded;
+  }
+
+  /** SCRIPT LOAD into the server, or every master of a Cluster (a script is per node). */
+  async #loadScripts(): Promise<void> {
+    let nodes: (Redis | Cluster)[] = [this.client];
+    if (this.isCluster) {
+      const cluster = this.client as Cluster;
+      await waitForSlots(cluster);
+      nodes = cluster.nodes('master');
+    }
+    await Promise.all(
+      nodes.flatMap((node) => scripts.map((script: Script) => node.script('LOAD', script.lua))),
+    );
+  }
+
+  async #refreshSlots(): Promise<void> {
+    if (!this.isCluster) return;
+    const cluster = this.client as Cluster;
+    await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
+  }
+}
+
+/**
+ * Creates a `RedisAdapter`. Without `client` or `url`, connects to `process.env.REDIS_URL` (a `redis://` or
+ * `redis+cluster://` URL).
+ */
+export function createRedisAdapter(
+  options: RedisAdapterCommonOptions & {
+    client?: Redis | Cluster;
+    url?: string;
+    clientOptions?: RedisOptions | ClusterOptions;
+  } = {},
+): RedisAdapter {
+  if (options.client !== undefined || options.url !== undefined) {
+    return new RedisAdapter(options as RedisAdapterOptions);
+  }
+  const url = process.env.REDIS_URL;
+  if (!url) {
+    throw new ValidationError(
+      'INVALID_OPTIONS',
+      `[${ADAPTER_NAME}] No client or url given and REDIS_URL is not set: pass { url: 'redis://127.0.0.1:6379' }, ` +
+        'an ioredis client, or set REDIS_URL.',
+    );
+  }
+  return new RedisAdapter({ ...options, url } as RedisAdapterUrlOptions);
+}
+
+/** A record's outcome: new version (> 0), minus the current version on conflict (<= 0), or its error. */
+type Outcome = number | Error;
+
+function chunk(indexes: number[], prepared: PreparedRecord[]): number[][] {
+  const chunks: number[][] = [];
+  let current: number[] = [];
+  let bytes = 0;
+  for (const index of indexes) {
+    const size = prepared[index]!.json.length;
+    if (current.length > 0 && (current.length === KEYS_PER_SCRIPT || bytes + size > BYTES_PER_SCRIPT)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(index);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** Waits until a Cluster client knows its slot map (an empty pipeline waits for readiness the same way). */
+async function waitForSlots(cluster: Cluster): Promise<void> {
+  if (cluster.slots.length > 0) return;
+  if (cluster.status === 'end') throw new Error('Connection is closed.');
+  await cluster.pipeline().exec();
+}
+
+/**
+ * QUIT lets replies still in flight arrive; a client that is not connected is simply disconnected. Resolves once
+ * the client has ended, or after a bounded wait.
+ */
+async function quit(client: Redis | Cluster): Promise<void> {
+  if (client.status === 'end') return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+  });
+  const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+  try {
+    if (client.status === 'ready') await Promise.race([client.quit().then(noop, noop), timeout]);
+    // The status may have changed while QUIT was in flight.
+    if ((client.status as string) !== 'end') client.disconnect();
+    await Promise.race([ended, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function noop(): void {}
+
+function isIoredisClient(value: unknown): value is Redis | Cluster {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Redis).pipeline === 'function' &&
+    typeof (value as Redis).evalsha === 'function' &&
+    typeof (value as Redis).options === 'object'
+  );
+}
+
+function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+function isReplyError(error: Error): boolean {
+  return error.name === 'ReplyError';
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+function isMoved(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('MOVED');
+}
+
+/** The command never ran, so sending it again cannot write twice. */
+function isRetriable(outcome: Outcome | undefined): boolean {
+  return (
+    outcome instanceof Error &&
+    (isNoScript(outcome) || isMoved(outcome) || outcome.message.startsWith('TRYAGAIN'))
+  );
+}

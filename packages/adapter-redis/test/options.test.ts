@@ -1,0 +1,171 @@
+import { ValidationError } from '@cagey-sessions/core';
+import { type Cluster, Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRedisAdapter, DEFAULT_PREFIX, encodeUserKey, RedisAdapter } from '../src/index.js';
+
+/** A client that never connects: these tests only construct adapters. */
+function idleClient(): Redis {
+  return new Redis({ lazyConnect: true });
+}
+
+function expectInvalidOptions(fn: () => unknown): ValidationError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).code).toBe('INVALID_OPTIONS');
+    return error as ValidationError;
+  }
+  throw new Error('expected INVALID_OPTIONS');
+}
+
+describe('key prefix', () => {
+  it('defaults to cagey:user:', () => {
+    expect(new RedisAdapter({ client: idleClient() }).prefix).toBe(DEFAULT_PREFIX);
+    expect(DEFAULT_PREFIX).toBe('cagey:user:');
+  });
+
+  it('gets a trailing colon when it has none', () => {
+    expect(new RedisAdapter({ client: idleClient(), prefix: 'game1' }).prefix).toBe('game1:');
+    expect(new RedisAdapter({ client: idleClient(), prefix: 'game1:' }).prefix).toBe('game1:');
+  });
+
+  it.each([
+    ['empty', ''],
+    ['with a space', 'my game:'],
+    ['with a hash tag', '{users}:'],
+    ['with a glob star', 'users*:'],
+    ['with a newline', 'a\nb:'],
+    ['non-ASCII', 'jeu_é:'],
+    ['too long', 'p'.repeat(200)],
+    ['not a string', 42],
+  ])('is refused when %s', (_, prefix) => {
+    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), prefix: prefix as string }));
+  });
+});
+
+describe('user keys', () => {
+  it('percent-encode colons, braces, spaces and unicode so no user part holds a colon', () => {
+    const adapter = new RedisAdapter({ client: idleClient(), prefix: 'p:' });
+    expect(adapter.keyFor('alice')).toBe('p:alice');
+    expect(adapter.keyFor(5)).toBe('p:5');
+    expect(adapter.keyFor('5')).toBe('p:5');
+    expect(adapter.keyFor('a b:c{d}')).toBe('p:a%20b%3Ac%7Bd%7D');
+    expect(adapter.keyFor('🎮')).toBe('p:%F0%9F%8E%AE');
+    expect(adapter.keyFor('%41')).toBe('p:%2541');
+  });
+
+  it('map lone surrogates one-to-one instead of failing', () => {
+    expect(encodeUserKey('a\ud800')).toBe('a%uD800');
+    expect(encodeUserKey('\udfff🎮')).toBe('%uDFFF%F0%9F%8E%AE');
+    expect(encodeUserKey('a\ud800')).not.toBe(encodeUserKey('a\ud801'));
+    expect(encodeUserKey('a%uD800')).toBe('a%25uD800');
+  });
+
+  it('reject invalid user ids with INVALID_USER_ID', () => {
+    const adapter = new RedisAdapter({ client: idleClient() });
+    for (const userId of ['', 1.5, Number.NaN, 'a\u0000b']) {
+      expect(() => adapter.keyFor(userId)).toThrow(expect.objectContaining({ code: 'INVALID_USER_ID' }));
+    }
+  });
+});
+
+describe('ttl', () => {
+  it('is off by default', () => {
+    expect(new RedisAdapter({ client: idleClient() }).ttlMs).toBeUndefined();
+  });
+
+  it('takes a duration string or a number of seconds', () => {
+    expect(new RedisAdapter({ client: idleClient(), ttl: '7d' }).ttlMs).toBe(7 * 24 * 3600 * 1000);
+    expect(new RedisAdapter({ client: idleClient(), ttl: 90 }).ttlMs).toBe(90_000);
+    expect(new RedisAdapter({ client: idleClient(), ttl: 0.25 }).ttlMs).toBe(250);
+  });
+
+  it.each([0, -5, Number.NaN, 'soon', '', '-1d'])('refuses %s', (ttl) => {
+    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), ttl }));
+  });
+});
+
+describe('construction', () => {
+  const savedUrl = process.env.REDIS_URL;
+  afterEach(() => {
+    if (savedUrl === undefined) delete process.env.REDIS_URL;
+    else process.env.REDIS_URL = savedUrl;
+  });
+
+  it('needs exactly one of client and url', () => {
+    expectInvalidOptions(() => new RedisAdapter({} as never));
+    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), url: 'redis://127.0.0.1' } as never));
+    expectInvalidOptions(() => new RedisAdapter({ client: {} as never }));
+  });
+
+  it('refuses a non-positive maxBatchSize', () => {
+    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), maxBatchSize: 0 }));
+    expect(new RedisAdapter({ client: idleClient(), maxBatchSize: 50 }).maxBatchSize).toBe(50);
+    expect(new RedisAdapter({ client: idleClient() }).maxBatchSize).toBe(1000);
+  });
+
+  it('does not repeat a url holding a password in its error', () => {
+    for (const url of [
+      'postgres://user:hunter2@127.0.0.1:5432/db',
+      'redis+cluster://user:hunter2@127.0.0.1:7000,bad host:7001',
+      'redis+cluster://user:hunter2@127.0.0.1:99999',
+      'redis+cluster://user:hunter2@127.0.0.1:7000/3',
+      'hunter2',
+    ]) {
+      const error = expectInvalidOptions(() => new RedisAdapter({ url }));
+      expect(error.message).not.toContain('hunter2');
+    }
+  });
+
+  it('opens a Cluster client for a redis+cluster:// url and owns it', async () => {
+    const adapter = new RedisAdapter({
+      url: 'redis+cluster://user:pw@127.0.0.1:7000,[::1]:7001',
+      clientOptions: { lazyConnect: true },
+    });
+    expect(adapter.isCluster).toBe(true);
+    expect((adapter.client as Cluster).options.redisOptions).toMatchObject({
+      username: 'user',
+      password: 'pw',
+    });
+    await adapter.close();
+  });
+
+  it('opens a standalone client for a redis:// url', async () => {
+    const adapter = new RedisAdapter({
+      url: 'redis://127.0.0.1:6390/2',
+      clientOptions: { lazyConnect: true },
+    });
+    expect(adapter.isCluster).toBe(false);
+    expect((adapter.client as Redis).options).toMatchObject({ port: 6390, db: 2 });
+    await adapter.close();
+  });
+
+  it('createRedisAdapter falls back to REDIS_URL', async () => {
+    process.env.REDIS_URL = 'redis://127.0.0.1:6391';
+    const adapter = createRedisAdapter({ prefix: 'env', clientOptions: { lazyConnect: true } });
+    expect((adapter.client as Redis).options.port).toBe(6391);
+    expect(adapter.prefix).toBe('env:');
+    await adapter.close();
+  });
+
+  it('createRedisAdapter without client, url or REDIS_URL says what to pass', () => {
+    delete process.env.REDIS_URL;
+    const error = expectInvalidOptions(() => createRedisAdapter());
+    expect(error.message).toContain('REDIS_URL');
+  });
+
+  it('rejects every call after close() with ADAPTER_CLOSED, and close() is idempotent', async () => {
+    const adapter = new RedisAdapter({ client: idleClient() });
+    await adapter.close();
+    await adapter.close();
+    for (const call of [
+      () => adapter.load('a'),
+      () => adapter.save([{ userId: 'a', userData: {} }]),
+      () => adapter.delete('a'),
+      () => adapter.setup(),
+    ]) {
+      await expect(call()).rejects.toMatchObject({ code: 'ADAPTER_CLOSED', adapter: 'redis' });
+    }
+  });
+});
