@@ -1,0 +1,423 @@
+import {
+  AdapterError,
+  type CageySessionsError,
+  ConflictError,
+  checkExpectedVersion,
+  type PersistenceAdapter,
+  type PreparedRecord,
+  type SaveRecord,
+  type SaveResult,
+  type StoredUser,
+  saveBatch,
+  type UserData,
+  type UserId,
+  userKey,
+  ValidationError,
+  wrapDriverError,
+} from '@cagey-sessions/core';
+import {
+  ADAPTER_NAME,
+  DEFAULT_TABLE,
+  deleteSql,
+  isDataError,
+  loadSql,
+  parseTableName,
+  RECORD_SEPARATOR,
+  saveSql,
+  setupSql,
+  type TableName,
+} from './sql.js';
+import { findUnstorable, unstorableError } from './unstorable.js';
+
+/**
+ * What the adapter needs from a client: `query(text, values)` resolving to `{ rows }`. A `pg.Pool`, a
+ * `pg.Client` and an `@electric-sql/pglite` instance all fit unchanged.
+ */
+export interface PostgresClient {
+  query(text: string, values?: unknown[]): Promise<{ rows: readonly unknown[] }>;
+}
+
+/** Settings for the pool the adapter opens itself from `url` (passed to `pg.Pool`). */
+export interface PostgresPoolOptions {
+  /** Most connections the pool opens. Default 10. */
+  max?: number;
+  /** Milliseconds to wait for a connection before a query fails. Default 10,000. */
+  connectionTimeoutMillis?: number;
+  /** Milliseconds an idle connection stays open. pg's default (10,000) when absent. */
+  idleTimeoutMillis?: number;
+  /** Any other `pg.Pool` option, e.g. `ssl` or `application_name`. */
+  [option: string]: unknown;
+}
+
+interface CommonOptions {
+  /**
+   * Table holding the user data: `'player_sessions'` or `'schema.table'`. Each part: letters, digits and
+   * underscores, not starting with a digit, at most 63 characters. Default `cagey_user_data`.
+   */
+  table?: string;
+  /** Most records written in one statement; larger `save` calls are split. Default 1000. */
+  batchSize?: number;
+}
+
+export type PostgresAdapterOptions = CommonOptions &
+  (
+    | {
+        /** An existing `pg.Pool`, `pg.Client` or PGlite instance. It stays open after `close()`. */
+        client: PostgresClient;
+        url?: never;
+        pool?: never;
+      }
+    | {
+        /** A connection string; the adapter opens a `pg.Pool` (pg must be installed) and closes it in `close()`. */
+        url: string;
+        client?: never;
+        /** Options for that pool. */
+        pool?: PostgresPoolOptions;
+      }
+  );
+
+export const DEFAULT_BATCH_SIZE = 1000;
+/** Largest batch accepted by `batchSize`; beyond it statements get unwieldy for no gain. */
+export const MAX_BATCH_SIZE = 50_000;
+/** A statement carries at most this much JSON text; larger batches are split (a lone bigger record goes alone). */
+const MAX_STATEMENT_CHARS = 64 * 1024 * 1024;
+/**
+ * How often a record is written again when the statement's snapshot contradicts the version predicate (a
+ * concurrent writer committed between the snapshot and the row lock); each retry uses a fresh snapshot.
+ */
+const RACE_RETRIES = 5;
+
+interface PoolLike extends PostgresClient {
+  end(): Promise<void>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/**
+ * Stores user data in one PostgreSQL table (see the README for the DDL): one row per user, `data` jsonb (NULL
+ * for a deleted user's tombstone), a `version` that only grows. A batch is one statement.
+ */
+export class PostgresAdapter implements PersistenceAdapter {
+  readonly name = ADAPTER_NAME;
+  readonly maxBatchSize: number;
+  /** The table in SQL form, e.g. `"game"."players"`. */
+  readonly table: string;
+
+  readonly #table: TableName;
+  readonly #sql: { load: string; save: string; delete: string; setup: string };
+  readonly #client: PostgresClient | undefined;
+  readonly #url: string | undefined;
+  readonly #poolOptions: PostgresPoolOptions | undefined;
+  /** Set when the adapter opened the pool itself (from `url`); only then does `close()` end it. */
+  #ownPool: Promise<PoolLike> | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: PostgresAdapterOptions) {
+    if (typeof options !== 'object' || options === null) throw invalidOptions('options must be an object.');
+    const { client, url } = options;
+    if ((client === undefined) === (url === undefined)) {
+      throw invalidOptions('pass exactly one of `client` (a pg.Pool, pg.Client or PGlite) or `url`.');
+    }
+    if (client !== undefined && typeof (client as Partial<PostgresClient>).query !== 'function') {
+      throw invalidOptions(
+        '`client` must have a query(text, values) method (a pg.Pool, pg.Client or PGlite).',
+      );
+    }
+    if (url !== undefined && (typeof url !== 'string' || url.length === 0)) {
+      throw invalidOptions('`url` must be a non-empty connection string.');
+    }
+    const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
+      throw invalidOptions(`\`batchSize\` must be an integer from 1 to ${MAX_BATCH_SIZE}.`);
+    }
+    this.#table = parseTableName(options.table ?? DEFAULT_TABLE);
+    this.table = this.#table.quoted;
+    this.maxBatchSize = batchSize;
+    this.#client = client;
+    this.#url = url;
+    this.#poolOptions = options.pool;
+    this.#sql = {
+      load: loadSql(this.#table),
+      save: saveSql(this.#table),
+      delete: deleteSql(this.#table),
+      setup: setupSql(this.#table),
+    };
+  }
+
+  /** Creates the table when it is missing. Idempotent; safe when several processes run it at once. */
+  async setup(): Promise<void> {
+    const client = await this.#use('setup');
+    try {
+      await client.query(this.#sql.setup);
+    } catch (error) {
+      throw this.#wrap('setup', error);
+    }
+  }
+
+  async load(userId: UserId): Promise<StoredUser | undefined> {
+    const key = userKey(userId);
+    const client = await this.#use('load');
+    let rows: readonly unknown[];
+    try {
+      ({ rows } = await client.query(this.#sql.load, [key]));
+    } catch (error) {
+      throw this.#wrap('load', error);
+    }
+    const row = rows[0] as { data: string; version: unknown } | undefined;
+    if (row === undefined) return undefined;
+    return { userData: JSON.parse(row.data) as UserData, version: Number(row.version) };
+  }
+
+  async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
+    const client = await this.#use('save');
+    return saveBatch(this.name, records, (prepared) => this.#write(client, prepared));
+  }
+
+  async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
+    const key = userKey(userId);
+    const expected = checkExpectedVersion(expectedVersion);
+    const client = await this.#use('delete');
+    for (let attempt = 0; ; attempt++) {
+      let row: { deleted: unknown; current: unknown };
+      try {
+        row = (await client.query(this.#sql.delete, [key, expected ?? null])).rows[0] as typeof row;
+      } catch (error) {
+        throw this.#wrap('delete', error);
+      }
+      if (row.deleted !== null) return true;
+      if (row.current === null) return false;
+      const current = Number(row.current);
+      if (expected !== undefined && current !== expected) throw new ConflictError(userId, expected, current);
+      // The snapshot saw a deletable row but the row lock found it changed: decide again on fresh data.
+      if (attempt >= RACE_RETRIES) throw new ConflictError(userId, expected ?? current, current);
+    }
+  }
+
+  /** Idempotent. Ends the pool only when the adapter opened it from `url`; an injected client stays open. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      const pool = this.#ownPool;
+      if (pool === undefined) return;
+      let opened: PoolLike;
+      try {
+        opened = await pool;
+      } catch {
+        return;
+      }
+      try {
+        await opened.end();
+      } catch (error) {
+        throw this.#wrap('close', error);
+      }
+    })();
+    return this.#closed;
+  }
+
+  async #use(operation: string): Promise<PostgresClient> {
+    if (this.#closed !== undefined) {
+      throw new AdapterError(this.name, `${operation} failed: the adapter is closed.`, {
+        code: 'ADAPTER_CLOSED',
+      });
+    }
+    if (this.#client !== undefined) return this.#client;
+    this.#ownPool ??= this.#openPool();
+    try {
+      return await this.#ownPool;
+    } catch (error) {
+      throw this.#wrap(operation, error);
+    }
+  }
+
+  async #openPool(): Promise<PoolLike> {
+    let Pool: typeof import('pg').Pool;
+    try {
+      ({ Pool } = (await import('pg')).default);
+    } catch (error) {
+      throw new AdapterError(this.name, 'the `url` option needs the `pg` package: npm install pg', {
+        cause: error,
+      });
+    }
+    const pool = new Pool({
+      max: 10,
+      connectionTimeoutMillis: 10_000,
+      ...this.#poolOptions,
+      connectionString: this.#url,
+    });
+    // An idle connection that the server drops (restart, failover) is reported here; without a listener the
+    // process would crash. The pool discards that connection and opens a new one on the next query.
+    pool.on('error', () => {});
+    return pool;
+  }
+
+  /**
+   * Writes the validated records: records the database would refuse fail alone before anything is sent,
+   * repeated users go in later statements (so they apply in order), and the rest in statements of at most
+   * `maxBatchSize` records. Rejects only when no statement reached the database.
+   */
+  async #write(client: PostgresClient, prepared: PreparedRecord[]): Promise<SaveResult[]> {
+    const results: SaveResult[] = new Array(prepared.length);
+    const rounds: number[][] = [];
+    const seen = new Map<string, number>();
+    for (let i = 0; i < prepared.length; i++) {
+      const record = prepared[i]!;
+      const reason = findUnstorable(record.json);
+      if (reason !== undefined) {
+        results[i] = { status: 'error', error: unstorableError(record.json, reason) };
+        continue;
+      }
+      const round = seen.get(record.key) ?? 0;
+      seen.set(record.key, round + 1);
+      if (round === rounds.length) rounds.push([]);
+      rounds[round]!.push(i);
+    }
+    let failure: unknown;
+    let reached = false;
+    for (const round of rounds) {
+      for (const unit of this.#chunks(prepared, round)) {
+        try {
+          await this.#writeUnit(client, prepared, unit, results, false);
+          reached = true;
+        } catch (error) {
+          failure ??= error;
+          const wrapped = this.#wrap('save', error);
+          for (const i of unit) results[i] = { status: 'error', error: wrapped };
+        }
+      }
+    }
+    if (!reached && failure !== undefined) throw this.#wrap('save', failure);
+    return results;
+  }
+
+  #chunks(prepared: PreparedRecord[], indexes: number[]): number[][] {
+    const chunks: number[][] = [];
+    let chunk: number[] = [];
+    let chars = 0;
+    for (const i of indexes) {
+      const length = prepared[i]!.json.length;
+      if (chunk.length > 0 && (chunk.length >= this.maxBatchSize || chars + length > MAX_STATEMENT_CHARS)) {
+        chunks.push(chunk);
+        chunk = [];
+        chars = 0;
+      }
+      chunk.push(i);
+      chars += length;
+    }
+    if (chunk.length > 0) chunks.push(chunk);
+    return chunks;
+  }
+
+  /**
+   * One statement for `unit` (indexes into `prepared`, distinct users). When the database refuses the data of
+   * some record the statement is rolled back as a whole; the unit is then halved until the refused records are
+   * alone, so only they fail. Once split (`split`), any error fails just the records of the failing part.
+   */
+  async #writeUnit(
+    client: PostgresClient,
+    prepared: PreparedRecord[],
+    unit: number[],
+    results: SaveResult[],
+    split: boolean,
+  ): Promise<void> {
+    let pending = unit;
+    let isolated = split;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      let rows: readonly unknown[];
+      try {
+        rows = (await client.query(this.#sql.save, saveParameters(prepared, pending))).rows;
+      } catch (error) {
+        if (!isolated && !isDataError(error)) throw error;
+        if (pending.length === 1 || !isDataError(error)) {
+          const wrapped = this.#wrap('save', error);
+          for (const i of pending) results[i] = { status: 'error', error: wrapped };
+          return;
+        }
+        const half = Math.ceil(pending.length / 2);
+        await this.#writeUnit(client, prepared, pending.slice(0, half), results, true);
+        await this.#writeUnit(client, prepared, pending.slice(half), results, true);
+        return;
+      }
+      if (rows.length !== pending.length) {
+        throw new AdapterError(this.name, `save returned ${rows.length} rows for ${pending.length} records.`);
+      }
+      // Some records are now written: from here on a failure must not turn them into errors.
+      isolated = true;
+      const retry: number[] = [];
+      for (let j = 0; j < pending.length; j++) {
+        const i = pending[j]!;
+        const row = rows[j] as { written: unknown; current: unknown };
+        if (row.written !== null) {
+          results[i] = { status: 'ok', version: Number(row.written) };
+          continue;
+        }
+        const expected = prepared[i]!.expectedVersion;
+        const current = row.current === null ? 0 : Number(row.current);
+        // A refusal the snapshot cannot explain means a concurrent writer committed in between: the record
+        // is written again with a fresh snapshot, which either succeeds or reports the real stored version.
+        const explained = expected !== undefined && current !== expected;
+        if (explained || attempt >= RACE_RETRIES) {
+          results[i] = { status: 'conflict', currentVersion: current };
+        } else {
+          retry.push(i);
+        }
+      }
+      pending = retry;
+    }
+  }
+
+  #wrap(operation: string, error: unknown): CageySessionsError {
+    const wrapped = wrapDriverError(this.name, operation, error);
+    const secret = this.#url === undefined ? undefined : passwordOf(this.#url);
+    if (secret === undefined || !wrapped.message.includes(secret)) return wrapped;
+    return new AdapterError(
+      this.name,
+      wrapped.message.replace(/^\[[^\]]*\] /, '').replaceAll(secret, '***'),
+      {
+        code: wrapped.code,
+        cause: error,
+      },
+    );
+  }
+}
+
+function saveParameters(prepared: PreparedRecord[], unit: number[]): unknown[] {
+  const keys: string[] = new Array(unit.length);
+  const json: string[] = new Array(unit.length);
+  const expected: (number | null)[] = new Array(unit.length);
+  for (let j = 0; j < unit.length; j++) {
+    const record = prepared[unit[j]!]!;
+    keys[j] = record.key;
+    json[j] = record.json;
+    expected[j] = record.expectedVersion ?? null;
+  }
+  return [keys, json.join(RECORD_SEPARATOR), expected];
+}
+
+function passwordOf(url: string): string | undefined {
+  try {
+    const password = new URL(url).password;
+    // Too short a password would also match innocent text; the URL form is masked by redactCredentials anyway.
+    return password.length >= 4 ? decodeURIComponent(password) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function invalidOptions(message: string): ValidationError {
+  return new ValidationError('INVALID_OPTIONS', `[${ADAPTER_NAME}] Invalid options: ${message}`);
+}
+
+/**
+ * A `PostgresAdapter` from options, falling back to the `DATABASE_URL` environment variable when neither
+ * `client` nor `url` is given.
+ */
+export function createPostgresAdapter(
+  options: CommonOptions & { client?: PostgresClient; url?: string; pool?: PostgresPoolOptions } = {},
+): PostgresAdapter {
+  if (options.client !== undefined || options.url !== undefined) {
+    return new PostgresAdapter(options as PostgresAdapterOptions);
+  }
+  const url = process.env.DATABASE_URL;
+  if (url === undefined || url === '') {
+    throw invalidOptions('pass `client` or `url`, or set the DATABASE_URL environment variable.');
+  }
+  return new PostgresAdapter({ ...options, client: undefined, url });
+}

@@ -1,0 +1,10 @@
+export {
+  createPostgresAdapter,
+  DEFAULT_BATCH_SIZE,
+  MAX_BATCH_SIZE,
+  PostgresAdapter,
+  type PostgresAdapterOptions,
+  type PostgresClient,
+  type PostgresPoolOptions,
+} from './adapter.js';
+export { DEFAULT_TABLE } from './sql.js';

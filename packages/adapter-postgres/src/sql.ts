@@ -1,0 +1,143 @@
+import { checkIdentifier } from '@cagey-sessions/core';
+
+export const ADAPTER_NAME = 'postgres';
+export const DEFAULT_TABLE = 'cagey_user_data';
+
+/**
+ * Separates the JSON texts of a batch inside one text parameter. JSON text never contains a raw control
+ * character (they only appear escaped inside strings), so the separator cannot occur in valid user data, and
+ * `string_to_array` splits a batch far faster than the server parses a `text[]` or a JSON array of documents.
+ */
+export const RECORD_SEPARATOR = '\u001e';
+
+/** A validated table reference: each part checked with core's `checkIdentifier` and double-quoted. */
+export interface TableName {
+  schema: string | undefined;
+  table: string;
+  /** `"schema"."table"` or `"table"`, safe to place in SQL text. */
+  quoted: string;
+}
+
+export function parseTableName(value: unknown): TableName {
+  if (typeof value !== 'string') checkIdentifier(ADAPTER_NAME, 'table name', value);
+  const parts = (value as string).split('.');
+  if (parts.length > 2) checkIdentifier(ADAPTER_NAME, 'table name', value);
+  const table = checkIdentifier(ADAPTER_NAME, 'table name', parts.at(-1));
+  const schema = parts.length === 2 ? checkIdentifier(ADAPTER_NAME, 'schema name', parts[0]) : undefined;
+  return { schema, table, quoted: schema === undefined ? `"${table}"` : `"${schema}"."${table}"` };
+}
+
+/** The table definition; the README shows the same DDL for teams that migrate by hand. */
+export function createTableSql(table: TableName): string {
+  return `CREATE TABLE IF NOT EXISTS ${table.quoted} (
+  user_id    text        PRIMARY KEY,
+  data       jsonb,
+  version    bigint      NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+)`;
+}
+
+/**
+ * One statement, so it runs the same on a pool, a single client and PGlite. When the table exists nothing is
+ * locked and no DDL privilege is needed. Otherwise a transaction-scoped advisory lock serialises concurrent
+ * runs, so the classic `CREATE TABLE IF NOT EXISTS` race (a unique violation on pg_type) cannot surface: a
+ * waiter gets the lock after the creator committed and finds the table.
+ */
+export function setupSql(table: TableName): string {
+  // Identifiers are validated ([A-Za-z0-9_]), so they are safe inside the quoted literals below.
+  const createSchema =
+    table.schema === undefined
+      ? ''
+      : `IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = '${table.schema}') THEN
+      CREATE SCHEMA IF NOT EXISTS "${table.schema}";
+    END IF;
+    `;
+  return `DO $cagey_setup$
+BEGIN
+  IF to_regclass('${table.quoted}') IS NULL THEN
+    PERFORM pg_advisory_xact_lock(1667327845, hashtext('cagey-sessions:${table.quoted}'));
+    ${createSchema}${createTableSql(table)};
+  END IF;
+END
+$cagey_setup$`;
+}
+
+export function loadSql(table: TableName): string {
+  return `SELECT data::text AS data, version FROM ${table.quoted} WHERE user_id = $1 AND data IS NOT NULL`;
+}
+
+/**
+ * A delete turns a live record into a tombstone (data NULL) holding the next version. `current` is read from
+ * the statement's snapshot so a refused delete can report the stored version.
+ */
+export function deleteSql(table: TableName): string {
+  return `WITH deleted AS (
+  UPDATE ${table.quoted} AS t SET data = NULL, version = t.version + 1, updated_at = now()
+  WHERE t.user_id = $1 AND t.data IS NOT NULL AND ($2::bigint IS NULL OR t.version = $2::bigint)
+  RETURNING t.version
+)
+SELECT (SELECT version FROM deleted) AS deleted,
+       (SELECT version FROM ${table.quoted} WHERE user_id = $1 AND data IS NOT NULL) AS current`;
+}
+
+/**
+ * Writes a whole batch in one statement. Parameters: $1 text[] of user keys, $2 the JSON texts joined with
+ * RECORD_SEPARATOR, $3 bigint[] of expected versions (NULL = unconditional). Keys must be distinct.
+ *
+ * Each record goes through exactly one of three writes:
+ * - unconditional: upsert, version = stored + 1 (a tombstone counts as stored);
+ * - expected 0: insert, or revive a tombstone; a live row is a conflict;
+ * - expected n: update only the live row at version n (an UPDATE, so a missing row is never inserted).
+ * One row per input comes back, in input order: `written` is the new version, or NULL when the version
+ * predicate refused the write; then `current` is the live version in the statement's snapshot (NULL: none).
+ */
+export function saveSql(table: TableName): string {
+  const t = table.quoted;
+  return `WITH input AS (
+  SELECT * FROM ROWS FROM (
+    unnest($1::text[]),
+    unnest(string_to_array($2::text, chr(30))),
+    unnest($3::bigint[])
+  ) WITH ORDINALITY AS i(user_id, data, expected, ord)
+),
+unconditional AS (
+  INSERT INTO ${t} AS t (user_id, data, version, updated_at)
+  SELECT user_id, data::jsonb, 1, now() FROM input WHERE expected IS NULL
+  ON CONFLICT (user_id) DO UPDATE
+    SET data = excluded.data, version = t.version + 1, updated_at = excluded.updated_at
+  RETURNING t.user_id, t.version
+),
+created AS (
+  INSERT INTO ${t} AS t (user_id, data, version, updated_at)
+  SELECT user_id, data::jsonb, 1, now() FROM input WHERE expected = 0
+  ON CONFLICT (user_id) DO UPDATE
+    SET data = excluded.data, version = t.version + 1, updated_at = excluded.updated_at
+    WHERE t.data IS NULL
+  RETURNING t.user_id, t.version
+),
+updated AS (
+  UPDATE ${t} AS t SET data = i.data::jsonb, version = t.version + 1, updated_at = now()
+  FROM input AS i
+  WHERE i.expected > 0 AND t.user_id = i.user_id AND t.version = i.expected AND t.data IS NOT NULL
+  RETURNING t.user_id, t.version
+),
+written AS (
+  SELECT * FROM unconditional UNION ALL SELECT * FROM created UNION ALL SELECT * FROM updated
+)
+SELECT w.version AS written,
+       CASE WHEN w.version IS NULL THEN
+         (SELECT s.version FROM ${t} AS s WHERE s.user_id = i.user_id AND s.data IS NOT NULL)
+       END AS current
+FROM input AS i LEFT JOIN written AS w ON w.user_id = i.user_id
+ORDER BY i.ord`;
+}
+
+/**
+ * SQLSTATE classes that mean "this data was refused", as opposed to a broken connection or a wrong schema:
+ * 22 data exception (e.g. 22P05 `\u0000` in jsonb), 23 integrity constraint (e.g. a CHECK a team added),
+ * 54 program limit exceeded (e.g. a value too large). Only these make a batch split to find the culprits.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
+}
