@@ -4,7 +4,7 @@
  */
 import { type BenchRow, collectGarbage, medianMs, report } from '@cagey-sessions/bench-kit';
 import { FaultyAdapter, MemoryAdapter } from '@cagey-sessions/testing';
-import { SessionManager } from '../src/index.js';
+import { type Session, SessionManager } from '../src/index.js';
 
 const SESSIONS = 10_000;
 const LIFECYCLES = 100_000;
@@ -46,7 +46,7 @@ async function heapPerIdleSession(): Promise<number | undefined> {
     adapter: new MemoryAdapter(),
     userData: { persistence: { interval: '1h' } },
   });
-  const sessions = [];
+  const sessions: Session[] = [];
   for (let i = 0; i < SESSIONS; i++) {
     const session = await manager.create(`key-${i}`);
     await session.setUser(i, data[i]!, { version: 1 });
@@ -67,8 +67,8 @@ async function flushes(): Promise<{
   bytes: number;
 }> {
   const adapter = new FaultyAdapter(new MemoryAdapter());
-  const manager = new SessionManager({ adapter });
-  const sessions = [];
+  const manager = new SessionManager<ReturnType<typeof playerData>>({ adapter });
+  const sessions: Session<ReturnType<typeof playerData>>[] = [];
   for (let i = 0; i < SESSIONS; i++) {
     const session = await manager.create();
     await session.setUser(i, playerData(i));

@@ -12,7 +12,11 @@ type Listener = ((...args: any[]) => unknown) & { [ORIGINAL]?: Listener };
 export class AsyncEventEmitter<Events extends EventEmitter.ValidEventTypes> extends EventEmitter<Events> {
   // eventemitter3 hides `once` bookkeeping from `listeners()`, so a `once` listener is registered as a
   // self-removing wrapper that `emitAsync` can call like any other.
-  override once(event: any, fn: any, context?: any): this {
+  override once<E extends EventEmitter.EventNames<Events>>(
+    event: E,
+    fn: EventEmitter.EventListener<Events, E>,
+    context?: any,
+  ): this {
     const original = fn as Listener;
     const wrapper: Listener = (...args: unknown[]) => {
       super.removeListener(event, wrapper as any);
@@ -22,15 +26,25 @@ export class AsyncEventEmitter<Events extends EventEmitter.ValidEventTypes> exte
     return super.on(event, wrapper as any, context);
   }
 
-  override removeListener(event: any, fn?: any, context?: any, once?: boolean): this {
+  override removeListener<E extends EventEmitter.EventNames<Events>>(
+    event: E,
+    fn?: EventEmitter.EventListener<Events, E>,
+    context?: any,
+    once?: boolean,
+  ): this {
     if (fn !== undefined) {
       const stored = (this.listeners(event) as Listener[]).find((l) => l === fn || l[ORIGINAL] === fn);
-      if (stored !== undefined) fn = stored;
+      if (stored !== undefined) fn = stored as EventEmitter.EventListener<Events, E>;
     }
     return super.removeListener(event, fn, context, once);
   }
 
-  override off(event: any, fn?: any, context?: any, once?: boolean): this {
+  override off<E extends EventEmitter.EventNames<Events>>(
+    event: E,
+    fn?: EventEmitter.EventListener<Events, E>,
+    context?: any,
+    once?: boolean,
+  ): this {
     return this.removeListener(event, fn, context, once);
   }
 

@@ -1,0 +1,409 @@
+/**
+ * The persistence pipeline: dirty tracking, single flight, batching, group commit, interval, retries,
+ * conflicts, destroy and shutdown, driven through the public API with fault injection.
+ */
+import { FaultyAdapter, MemoryAdapter, MemoryStore } from '@cagey-sessions/testing';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  ConflictError,
+  type PersistenceAdapter,
+  PersistenceError,
+  type PersistenceOptions,
+  type Session,
+  SessionManager,
+} from '../src/index.js';
+
+type Player = { gold: number; items: string[]; nested?: { deep: { value: unknown } } };
+
+const managers: SessionManager<Player>[] = [];
+afterEach(async () => {
+  await Promise.allSettled(managers.splice(0).map((m) => m.destroy(false)));
+});
+
+function setup(persistence: PersistenceOptions = {}, store = new MemoryStore()) {
+  const memory = new MemoryAdapter({ store });
+  const faulty = new FaultyAdapter(memory);
+  const manager = new SessionManager<Player>({
+    adapter: faulty,
+    userData: { persistence: { retry: { initialDelay: 5, maxDelay: 20 }, ...persistence } },
+  });
+  managers.push(manager);
+  return { manager, store, memory, faulty };
+}
+
+async function player(
+  manager: SessionManager<Player>,
+  userId: string | number,
+  gold = 0,
+): Promise<Session<Player>> {
+  const session = await manager.create();
+  await session.identify(userId, { defaults: { gold, items: [] } });
+  return session;
+}
+
+function savedIds(faulty: FaultyAdapter): unknown[] {
+  return faulty.saves.flatMap((save) => save.userIds);
+}
+
+describe('identify', () => {
+  it('starts a new player from a copy of the defaults, fenced as an insert', async () => {
+    const { manager, store } = setup();
+    const defaults = { gold: 5, items: ['stick'] };
+    const a = await manager.create();
+    await a.identify('new-1', { defaults });
+    a.userData!.items.push('sword');
+    expect(defaults.items).toEqual(['stick']);
+    expect(a.version).toBe(0);
+    await a.persistNow();
+    expect(store.peek('new-1')).toEqual({ userData: { gold: 5, items: ['stick', 'sword'] }, version: 1 });
+    expect(a.version).toBe(1);
+  });
+
+  it('loads a stored player with its version and does not write it back unchanged', async () => {
+    const { manager, store, faulty } = setup();
+    await new MemoryAdapter({ store }).save([{ userId: 9, userData: { gold: 70, items: [] } }]);
+    const session = await manager.create();
+    const data = await session.identify(9, { defaults: { gold: 0, items: [] } });
+    expect(data).toEqual({ gold: 70, items: [] });
+    expect(session.version).toBe(1);
+    await manager.persistAllUserData();
+    expect(faulty.saves).toHaveLength(0);
+  });
+
+  it('without an adapter rejects with NO_ADAPTER', async () => {
+    const manager = new SessionManager<Player>();
+    managers.push(manager);
+    const session = await manager.create();
+    await expect(session.identify(1)).rejects.toMatchObject({ code: 'NO_ADAPTER' });
+    expect(session.userId).toBeUndefined();
+  });
+});
+
+describe('dirty tracking', () => {
+  it('detects in-place mutation at any depth and writes nothing while data is unchanged', async () => {
+    const { manager, store, faulty } = setup();
+    const session = await player(manager, 'p');
+    await manager.persistAllUserData();
+    expect(faulty.saves).toHaveLength(1);
+    await manager.persistAllUserData();
+    await session.persistNow();
+    expect(faulty.saves).toHaveLength(1);
+    session.userData!.nested = { deep: { value: [1] } };
+    await manager.persistAllUserData();
+    (session.userData!.nested!.deep.value as number[]).push(2);
+    expect(session.isDirty()).toBe(true);
+    await manager.persistAllUserData();
+    expect(faulty.saves).toHaveLength(3);
+    expect(store.peek('p')?.userData).toEqual({ gold: 0, items: [], nested: { deep: { value: [1, 2] } } });
+    expect(session.isDirty()).toBe(false);
+  });
+
+  it('a flush with 1% dirty sessions writes exactly the dirty ones', async () => {
+    const { manager, faulty } = setup();
+    const sessions = await Promise.all(Array.from({ length: 300 }, (_, i) => player(manager, i)));
+    await manager.persistAllUserData();
+    faulty.saves.length = 0;
+    const dirty = [17, 150, 299];
+    for (const i of dirty) sessions[i]!.userData!.gold += 1;
+    expect(manager.stats().dirty).toBe(3);
+    await manager.persistAllUserData();
+    expect(savedIds(faulty).sort()).toEqual(dirty.sort());
+    expect(manager.stats().dirty).toBe(0);
+  });
+});
+
+describe('single flight per user', () => {
+  it('coalesces requests made during a write into one follow-up of the newest data, in order', async () => {
+    const { manager, store, faulty } = setup();
+    const session = await player(manager, 'u');
+    const hold = faulty.hang();
+    session.userData!.gold = 1;
+    const first = session.persistNow();
+    await faulty.nextCall('save');
+    session.userData!.gold = 2;
+    const second = session.persistNow();
+    session.userData!.gold = 3;
+    const third = session.persistNow();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(faulty.inFlight).toBe(1);
+    faulty.reset();
+    hold.release();
+    await Promise.all([first, second, third]);
+    expect(savedIds(faulty)).toEqual(['u', 'u']);
+    // the two writes never overlapped
+    const [a, b] = faulty.saves;
+    expect(a!.settledAt).toBeLessThanOrEqual(b!.startedAt);
+    expect(store.peek('u')).toEqual({ userData: { gold: 3, items: [] }, version: 2 });
+  });
+});
+
+describe('batching', () => {
+  it('writes in batches of bounded size with bounded concurrency', async () => {
+    const { manager, store, faulty } = setup({ batchSize: 10, concurrency: 2 });
+    faulty.latency(5);
+    await Promise.all(Array.from({ length: 95 }, (_, i) => player(manager, i)));
+    await manager.persistAllUserData();
+    const sizes = faulty.saves.map((save) => save.userIds.length);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(10);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(95);
+    expect(store.size).toBe(95);
+    let maxConcurrent = 0;
+    for (const save of faulty.saves) {
+      const overlapping = faulty.saves.filter(
+        (o) => o.startedAt <= save.startedAt && (o.settledAt ?? Infinity) > save.startedAt,
+      );
+      maxConcurrent = Math.max(maxConcurrent, overlapping.length);
+    }
+    expect(maxConcurrent).toBeLessThanOrEqual(2);
+    expect(maxConcurrent).toBe(2);
+  });
+
+  it('writes the least recently persisted sessions first', async () => {
+    const { manager, faulty } = setup({ batchSize: 1, concurrency: 1 });
+    const [a, b, c, d] = await Promise.all(['a', 'b', 'c', 'd'].map((id) => player(manager, id)));
+    for (const session of [c!, a!, b!]) {
+      await session.persistNow();
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    for (const session of [a!, b!, c!, d!]) session.userData!.gold += 1;
+    faulty.saves.length = 0;
+    await manager.persistAllUserData();
+    expect(savedIds(faulty)).toEqual(['d', 'c', 'a', 'b']);
+  });
+
+  it('groups persistNow calls made together into one batch (group commit)', async () => {
+    const { manager, faulty } = setup({ batchSize: 100 });
+    const sessions = await Promise.all(Array.from({ length: 50 }, (_, i) => player(manager, i)));
+    await Promise.all(sessions.map((session) => session.persistNow()));
+    expect(faulty.saves).toHaveLength(1);
+    expect(faulty.saves[0]!.userIds).toHaveLength(50);
+  });
+});
+
+describe('interval', () => {
+  it('flushes dirty sessions on the interval', async () => {
+    const { manager, store } = setup({ interval: 20 });
+    const session = await player(manager, 'i');
+    session.userData!.gold = 42;
+    await vi.waitFor(() => expect(store.peek('i')?.userData).toEqual({ gold: 42, items: [] }));
+  });
+
+  it('never overlaps itself: ticks during a long flush are skipped, not queued', async () => {
+    const { manager, faulty, store } = setup({ interval: 10 });
+    const session = await player(manager, 'slow');
+    const hold = faulty.hang();
+    await faulty.nextCall('save');
+    await vi.waitFor(() => expect(manager.stats().skippedTicks).toBeGreaterThanOrEqual(3));
+    expect(faulty.saves).toHaveLength(1);
+    hold.release();
+    faulty.reset();
+    await vi.waitFor(() => expect(store.peek('slow')).toBeDefined());
+    session.userData!.gold = 1;
+    await vi.waitFor(() => expect(store.peek('slow')?.userData.gold).toBe(1));
+    expect(faulty.saves.length).toBe(2);
+  });
+});
+
+describe('failures and retries', () => {
+  it('a failed write rejects persistNow, is reported, stays dirty and is retried with backoff', async () => {
+    const { manager, store, faulty } = setup();
+    const errors: Error[] = [];
+    manager.on('persistError', (_session, error) => {
+      errors.push(error);
+    });
+    const session = await player(manager, 'r');
+    faulty.failNext(3);
+    await expect(session.persistNow()).rejects.toBeInstanceOf(PersistenceError);
+    expect(session.isDirty()).toBe(true);
+    await vi.waitFor(() => expect(store.peek('r')).toBeDefined());
+    expect(errors).toHaveLength(3);
+    expect(errors[0]).toMatchObject({ code: 'PERSIST_FAILED' });
+    expect(manager.stats()).toMatchObject({ written: 1, failed: 3, retrying: 0, dirty: 0 });
+    const gaps = faulty.saves.slice(1).map((save, i) => save.startedAt - faulty.saves[i]!.settledAt!);
+    expect(gaps.every((gap) => gap >= 2)).toBe(true);
+  });
+
+  it('one bad record fails alone; its neighbours in the batch are saved', async () => {
+    const { manager, store, faulty } = setup();
+    const sessions = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => player(manager, id)));
+    (sessions[1]!.userData as unknown as Record<string, unknown>).bad = 10n;
+    // JSON.stringify would silently write null for NaN: it must be refused instead
+    sessions[4]!.userData!.nested = { deep: { value: [Number.NaN] } };
+    faulty.rejectRecords((record) => record.userId === 'c');
+    const failure = await manager.persistAllUserData().then(
+      () => undefined,
+      (error: PersistenceError) => error,
+    );
+    expect(failure).toBeInstanceOf(PersistenceError);
+    expect(failure!.unsaved.map((u) => u.userId).sort()).toEqual(['b', 'c', 'e']);
+    expect(failure!.unsaved.find((u) => u.userId === 'e')!.error).toMatchObject({
+      code: 'INVALID_USER_DATA',
+      path: 'nested.deep.value[0]',
+    });
+    expect(store.peek('e')).toBeUndefined();
+    expect(failure!.unsaved.find((u) => u.userId === 'b')!.error).toMatchObject({
+      code: 'INVALID_USER_DATA',
+    });
+    expect(store.peek('a')).toBeDefined();
+    expect(store.peek('d')).toBeDefined();
+    expect(store.peek('b')).toBeUndefined();
+  });
+
+  it('an adapter returning the wrong number of results fails the batch with ADAPTER_CONTRACT', async () => {
+    const broken: PersistenceAdapter = {
+      name: 'broken',
+      load: async () => undefined,
+      save: async (records) => records.slice(1).map(() => ({ status: 'ok' as const, version: 1 })),
+      delete: async () => false,
+      close: async () => {},
+    };
+    const manager = new SessionManager<Player>({ adapter: broken });
+    managers.push(manager);
+    const session = await player(manager, 'x');
+    await expect(session.persistNow()).rejects.toMatchObject({ code: 'ADAPTER_CONTRACT' });
+  });
+
+  it('no rejection goes unhandled when automatic writes fail', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const { manager, faulty } = setup({ interval: 5 });
+      faulty.failRate(1);
+      const session = await player(manager, 'z');
+      session.userData!.gold = 1;
+      await vi.waitFor(() => expect(manager.stats().failed).toBeGreaterThanOrEqual(3));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});
+
+describe('conflicts', () => {
+  it('a stale node does not overwrite newer data: conflict event, no blind retry, reload resumes', async () => {
+    const store = new MemoryStore();
+    const nodeA = setup({}, store);
+    const nodeB = setup({}, store);
+    const a = await player(nodeA.manager, 'hero');
+    await a.persistNow();
+    const b = await player(nodeB.manager, 'hero');
+    b.userData!.gold = 500;
+    await b.persistNow();
+
+    const conflicts: ConflictError[] = [];
+    nodeA.manager.on('conflict', (_session, error) => {
+      conflicts.push(error);
+    });
+    a.userData!.gold = 1;
+    const error = await a.persistNow().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConflictError);
+    expect(error).toMatchObject({ code: 'VERSION_CONFLICT', expectedVersion: 1, currentVersion: 2 });
+    expect(conflicts).toHaveLength(1);
+    expect(store.peek('hero')).toEqual({ userData: { gold: 500, items: [] }, version: 2 });
+
+    nodeA.faulty.saves.length = 0;
+    await expect(nodeA.manager.persistAllUserData()).rejects.toMatchObject({ unsaved: [{ userId: 'hero' }] });
+    expect(nodeA.faulty.saves).toHaveLength(0);
+
+    const fresh = await a.reload();
+    expect(fresh).toEqual({ gold: 500, items: [] });
+    fresh.gold += 1;
+    await a.persistNow();
+    expect(store.peek('hero')).toEqual({ userData: { gold: 501, items: [] }, version: 3 });
+  });
+});
+
+describe('destroy and shutdown', () => {
+  it('a failed final write is not forgotten: it is reported, kept and retried until stored', async () => {
+    const { manager, store, faulty } = setup();
+    const session = await player(manager, 'leaver');
+    session.userData!.gold = 9;
+    faulty.failNext(2);
+    const reported: Error[] = [];
+    session.on('persistError', (error) => {
+      reported.push(error);
+    });
+    await session.destroy(true);
+    expect(reported.length).toBeGreaterThanOrEqual(1);
+    expect(manager.stats().sessions).toBe(0);
+    await vi.waitFor(() => expect(store.peek('leaver')?.userData.gold).toBe(9));
+    await vi.waitFor(() => expect(manager.stats().orphaned).toBe(0));
+  });
+
+  it('a returning player takes over unsaved data of their destroyed session instead of stale stored data', async () => {
+    const { manager, store, faulty } = setup({ retry: { initialDelay: 60_000, maxDelay: 60_000 } });
+    const first = await player(manager, 'back');
+    await first.persistNow();
+    first.userData!.gold = 77;
+    faulty.failNext(1);
+    await first.destroy(true);
+    expect(store.peek('back')?.userData.gold).toBe(0);
+    const loadsBefore = faulty.calls.load;
+    const second = await manager.create();
+    const data = await second.identify('back');
+    expect(data.gold).toBe(77);
+    expect(faulty.calls.load).toBe(loadsBefore);
+    await second.persistNow();
+    expect(store.peek('back')).toEqual({ userData: { gold: 77, items: [] }, version: 2 });
+  });
+
+  it('shutdown retries until saved and reports exactly the users it could not save', async () => {
+    const { manager, store, faulty } = setup({ shutdownTimeout: 300 });
+    const sessions = await Promise.all(['ok1', 'bad', 'ok2', 'flaky'].map((id) => player(manager, id)));
+    for (const session of sessions) session.userData!.gold = 3;
+    faulty.rejectRecords((record) => record.userId === 'bad');
+    faulty.failNext(2);
+    const error = (await manager.destroy(true).catch((e: unknown) => e)) as PersistenceError;
+    expect(error).toBeInstanceOf(PersistenceError);
+    expect(error.code).toBe('SHUTDOWN_INCOMPLETE');
+    expect(error.unsaved.map((u) => u.userId)).toEqual(['bad']);
+    for (const id of ['ok1', 'ok2', 'flaky']) expect(store.peek(id)?.userData.gold).toBe(3);
+  });
+
+  it('shutdown gives up on a hanging store at the deadline and names every unsaved user', async () => {
+    const { manager, faulty } = setup({ shutdownTimeout: 150 });
+    const sessions = await Promise.all(['h1', 'h2'].map((id) => player(manager, id)));
+    for (const session of sessions) session.userData!.gold = 1;
+    faulty.hang();
+    const started = performance.now();
+    const error = (await manager.destroy(true).catch((e: unknown) => e)) as PersistenceError;
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(error.code).toBe('SHUTDOWN_INCOMPLETE');
+    expect(error.unsaved.map((u) => u.userId).sort()).toEqual(['h1', 'h2']);
+    faulty.releaseAll();
+  });
+
+  it('shutdown without changes resolves and writes nothing', async () => {
+    const { manager, faulty } = setup({ events: ['shutdown'] });
+    await player(manager, 'idle');
+    await manager.persistAllUserData();
+    faulty.saves.length = 0;
+    await expect(manager.destroy()).resolves.toBeUndefined();
+    expect(faulty.saves).toHaveLength(0);
+  });
+});
+
+describe('stats', () => {
+  it('counts sessions, identified users, dirty data, writes, failures and conflicts', async () => {
+    const { manager, faulty } = setup();
+    await manager.create();
+    const a = await player(manager, 'a');
+    await player(manager, 'b');
+    expect(manager.stats()).toMatchObject({
+      sessions: 3,
+      identified: 2,
+      dirty: 2,
+      written: 0,
+      failed: 0,
+      conflicts: 0,
+    });
+    faulty.failNext(1);
+    await expect(a.persistNow()).rejects.toThrow();
+    await manager.persistAllUserData();
+    const stats = manager.stats();
+    expect(stats).toMatchObject({ dirty: 0, written: 2, failed: 1, inFlight: 0, queued: 0 });
+    expect(stats.lastFlushMs).toBeGreaterThanOrEqual(0);
+  });
+});
