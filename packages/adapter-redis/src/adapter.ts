@@ -233,7 +233,9 @@ export class RedisAdapter implements PersistenceAdapter {
     await this.#ensureScripts();
     const keys = prepared.map((record) => this.prefix + encodeUserKey(record.key));
     const outcomes: Outcome[] = new Array(prepared.length);
-    let pending = prepared.map((_, index) => index);
+    const duplicates = findDuplicates(prepared);
+    let pending = prepared.flatMap((_, index) => (duplicates.has(index) ? [] : [index]));
+    const sent = pending;
     for (let round = 1; pending.length > 0; round++) {
       await this.#sendSaves(pending, keys, prepared, outcomes);
       if (round === MAX_SEND_ROUNDS) break;
@@ -244,15 +246,31 @@ export class RedisAdapter implements PersistenceAdapter {
       pending = retry;
     }
     // Only errors, none from the server: nothing reached Redis, so the whole batch failed.
-    if (outcomes.every((outcome) => outcome instanceof Error && !isReplyError(outcome))) {
-      throw outcomes[0];
+    if (sent.every((index) => outcomes[index] instanceof Error && !isReplyError(outcomes[index]))) {
+      throw outcomes[sent[0]!];
     }
-    return outcomes.map((outcome) => {
-      if (outcome instanceof Error)
-        return { status: 'error', error: wrapDriverError(this.name, 'save', outcome) };
-      if (outcome > 0) return { status: 'ok', version: outcome };
-      return { status: 'conflict', currentVersion: outcome === 0 ? 0 : -outcome };
-    });
+    // A for loop, not map(): map would skip the holes left for duplicates.
+    const results: SaveResult[] = new Array(prepared.length);
+    for (let index = 0; index < prepared.length; index++) {
+      results[index] = this.#result(outcomes[index], duplicates.get(index));
+    }
+    return results;
+  }
+
+  /** One record's result from its outcome. */
+  #result(outcome: Outcome | undefined, duplicate: ValidationError | undefined): SaveResult {
+    if (duplicate) return { status: 'error', error: duplicate };
+    if (outcome === undefined) {
+      return {
+        status: 'error',
+        error: new AdapterError(this.name, 'save failed: no reply for this record.'),
+      };
+    }
+    if (outcome instanceof Error) {
+      return { status: 'error', error: wrapDriverError(this.name, 'save', outcome) };
+    }
+    if (outcome > 0) return { status: 'ok', version: outcome };
+    return { status: 'conflict', currentVersion: outcome === 0 ? 0 : -outcome };
   }
 
   /** Sends the given records, one pipeline per node, and fills in their outcomes. */
@@ -387,6 +405,32 @@ export function createRedisAdapter(
 
 /** A record's outcome: new version (> 0), minus the current version on conflict (<= 0), or its error. */
 type Outcome = number | Error;
+
+/**
+ * The same user twice in one batch: every record after the first is refused (DUPLICATE_KEY) and not sent, the
+ * rule every adapter follows. Core never sends a user twice in one batch.
+ */
+function findDuplicates(prepared: PreparedRecord[]): Map<number, ValidationError> {
+  const duplicates = new Map<number, ValidationError>();
+  const first = new Map<string, PreparedRecord>();
+  for (let i = 0; i < prepared.length; i++) {
+    const record = prepared[i]!;
+    const earlier = first.get(record.key);
+    if (earlier === undefined) {
+      first.set(record.key, record);
+      continue;
+    }
+    duplicates.set(
+      i,
+      new ValidationError(
+        'DUPLICATE_KEY',
+        `User ${JSON.stringify(record.userId)} appears more than once in one batch (records ${earlier.index} and ` +
+          `${record.index}); only the first was written. Send at most one record per user in a batch.`,
+      ),
+    );
+  }
+  return duplicates;
+}
 
 function chunk(indexes: number[], prepared: PreparedRecord[]): number[][] {
   const chunks: number[][] = [];
