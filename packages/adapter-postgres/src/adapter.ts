@@ -76,7 +76,7 @@ export type PostgresAdapterOptions = CommonOptions &
       }
   );
 
-export const DEFAULT_BATCH_SIZE = 1000;
+export const DEFAULT_BATCH_SIZE = 500;
 /** Largest batch accepted by `batchSize`; beyond it statements get unwieldy for no gain. */
 export const MAX_BATCH_SIZE = 50_000;
 /** A statement carries at most this much JSON text; larger batches are split (a lone bigger record goes alone). */
@@ -249,14 +249,15 @@ export class PostgresAdapter implements PersistenceAdapter {
   }
 
   /**
-   * Writes the validated records: records the database would refuse fail alone before anything is sent,
-   * repeated users go in later statements (so they apply in order), and the rest in statements of at most
-   * `maxBatchSize` records. Rejects only when no statement reached the database.
+   * Writes the validated records: records the database would refuse fail alone before anything is sent, a
+   * user repeated in the batch is refused after its first record (DUPLICATE_KEY, as every adapter does), and
+   * the rest go in statements of at most `maxBatchSize` records. Rejects only when no statement reached the
+   * database, so nothing was written.
    */
   async #write(client: PostgresClient, prepared: PreparedRecord[]): Promise<SaveResult[]> {
     const results: SaveResult[] = new Array(prepared.length);
-    const rounds: number[][] = [];
-    const seen = new Map<string, number>();
+    const sendable: number[] = [];
+    const first = new Map<string, number>();
     for (let i = 0; i < prepared.length; i++) {
       const record = prepared[i]!;
       const reason = findUnstorable(record.json);
@@ -264,23 +265,24 @@ export class PostgresAdapter implements PersistenceAdapter {
         results[i] = { status: 'error', error: unstorableError(record.json, reason) };
         continue;
       }
-      const round = seen.get(record.key) ?? 0;
-      seen.set(record.key, round + 1);
-      if (round === rounds.length) rounds.push([]);
-      rounds[round]!.push(i);
+      const earlier = first.get(record.key);
+      if (earlier !== undefined) {
+        results[i] = { status: 'error', error: duplicateError(record, earlier) };
+        continue;
+      }
+      first.set(record.key, record.index);
+      sendable.push(i);
     }
     let failure: unknown;
     let reached = false;
-    for (const round of rounds) {
-      for (const unit of this.#chunks(prepared, round)) {
-        try {
-          await this.#writeUnit(client, prepared, unit, results, false);
-          reached = true;
-        } catch (error) {
-          failure ??= error;
-          const wrapped = this.#wrap('save', error);
-          for (const i of unit) results[i] = { status: 'error', error: wrapped };
-        }
+    for (const unit of this.#chunks(prepared, sendable)) {
+      try {
+        await this.#writeUnit(client, prepared, unit, results, false);
+        reached = true;
+      } catch (error) {
+        failure ??= error;
+        const wrapped = this.#wrap('save', error);
+        for (const i of unit) results[i] = { status: 'error', error: wrapped };
       }
     }
     if (!reached && failure !== undefined) throw this.#wrap('save', failure);
@@ -399,6 +401,14 @@ function passwordOf(url: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+function duplicateError(record: PreparedRecord, firstIndex: number): ValidationError {
+  return new ValidationError(
+    'DUPLICATE_KEY',
+    `[${ADAPTER_NAME}] User ${JSON.stringify(record.userId)} appears more than once in one batch (records ` +
+      `${firstIndex} and ${record.index}); only the first was written. Send at most one record per user in a batch.`,
+  );
 }
 
 function invalidOptions(message: string): ValidationError {

@@ -48,8 +48,8 @@ describe('options', () => {
     );
   });
 
-  it('exposes batchSize as maxBatchSize, 1000 by default', () => {
-    expect(new PostgresAdapter({ client }).maxBatchSize).toBe(1000);
+  it('exposes batchSize as maxBatchSize, 500 by default', () => {
+    expect(new PostgresAdapter({ client }).maxBatchSize).toBe(500);
     expect(new PostgresAdapter({ client, batchSize: 250 }).maxBatchSize).toBe(250);
   });
 
