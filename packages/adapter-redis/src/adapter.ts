@@ -358,7 +358,10 @@ export class RedisAdapter implements PersistenceAdapter {
     return this.#scriptsLoaded;
   }
 
-  /** SCRIPT LOAD into the server, or every master of a Cluster (a script is per node). */
+  /**
+   * SCRIPT LOAD into the server, or every master of a Cluster (a script is per node). A master that cannot be
+   * reached does not stop the others: its records fail on their own, and NOSCRIPT reloads there later.
+   */
   async #loadScripts(): Promise<void> {
     let nodes: (Redis | Cluster)[] = [this.client];
     if (this.isCluster) {
@@ -366,9 +369,11 @@ export class RedisAdapter implements PersistenceAdapter {
       await waitForSlots(cluster);
       nodes = cluster.nodes('master');
     }
-    await Promise.all(
+    const loads = await Promise.allSettled(
       nodes.flatMap((node) => scripts.map((script: Script) => node.script('LOAD', script.lua))),
     );
+    const failed = loads.find((load) => load.status === 'rejected');
+    if (failed && loads.every((load) => load.status === 'rejected')) throw failed.reason;
   }
 
   async #refreshSlots(): Promise<void> {
