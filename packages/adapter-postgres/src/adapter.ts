@@ -20,6 +20,7 @@ import {
   DEFAULT_TABLE,
   deleteSql,
   isDataError,
+  isTransient,
   loadSql,
   parseTableName,
   RECORD_SEPARATOR,
@@ -86,6 +87,11 @@ const MAX_STATEMENT_CHARS = 64 * 1024 * 1024;
  * concurrent writer committed between the snapshot and the row lock); each retry uses a fresh snapshot.
  */
 const RACE_RETRIES = 5;
+/**
+ * How often a statement the database aborted as a deadlock victim or a serialization failure (when the
+ * session runs at REPEATABLE READ or SERIALIZABLE) is sent again. Both roll back the whole statement.
+ */
+const TRANSIENT_RETRIES = 5;
 
 interface PoolLike extends PostgresClient {
   end(): Promise<void>;
@@ -154,8 +160,8 @@ export class PostgresAdapter implements PersistenceAdapter {
   }
 
   async load(userId: UserId): Promise<StoredUser | undefined> {
-    const key = userKey(userId);
     const client = await this.#use('load');
+    const key = userKey(userId);
     let rows: readonly unknown[];
     try {
       ({ rows } = await client.query(this.#sql.load, [key]));
@@ -173,9 +179,9 @@ export class PostgresAdapter implements PersistenceAdapter {
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
+    const client = await this.#use('delete');
     const key = userKey(userId);
     const expected = checkExpectedVersion(expectedVersion);
-    const client = await this.#use('delete');
     for (let attempt = 0; ; attempt++) {
       let row: { deleted: unknown; current: unknown };
       try {
@@ -273,6 +279,8 @@ export class PostgresAdapter implements PersistenceAdapter {
       first.set(record.key, record.index);
       sendable.push(i);
     }
+    // Every writer takes row locks in key order, so concurrent batches over the same users cannot deadlock.
+    sendable.sort((a, b) => (prepared[a]!.key < prepared[b]!.key ? -1 : 1));
     let failure: unknown;
     let reached = false;
     for (const unit of this.#chunks(prepared, sendable)) {
@@ -321,24 +329,34 @@ export class PostgresAdapter implements PersistenceAdapter {
   ): Promise<void> {
     let pending = unit;
     let isolated = split;
-    for (let attempt = 0; pending.length > 0; attempt++) {
+    let races = 0;
+    let transient = 0;
+    while (pending.length > 0) {
       let rows: readonly unknown[];
       try {
         rows = (await client.query(this.#sql.save, saveParameters(prepared, pending))).rows;
+        if (rows.length !== pending.length) {
+          throw new AdapterError(
+            this.name,
+            `save returned ${rows.length} rows for ${pending.length} records.`,
+          );
+        }
       } catch (error) {
-        if (!isolated && !isDataError(error)) throw error;
-        if (pending.length === 1 || !isDataError(error)) {
-          const wrapped = this.#wrap('save', error);
-          for (const i of pending) results[i] = { status: 'error', error: wrapped };
+        // The database rolled the whole statement back, so sending it again is safe.
+        if (isTransient(error) && transient < TRANSIENT_RETRIES) {
+          transient++;
+          continue;
+        }
+        if (isDataError(error) && pending.length > 1) {
+          const half = Math.ceil(pending.length / 2);
+          await this.#writeUnit(client, prepared, pending.slice(0, half), results, true);
+          await this.#writeUnit(client, prepared, pending.slice(half), results, true);
           return;
         }
-        const half = Math.ceil(pending.length / 2);
-        await this.#writeUnit(client, prepared, pending.slice(0, half), results, true);
-        await this.#writeUnit(client, prepared, pending.slice(half), results, true);
+        if (!isolated && !isDataError(error)) throw error;
+        const wrapped = this.#wrap('save', error);
+        for (const i of pending) results[i] = { status: 'error', error: wrapped };
         return;
-      }
-      if (rows.length !== pending.length) {
-        throw new AdapterError(this.name, `save returned ${rows.length} rows for ${pending.length} records.`);
       }
       // Some records are now written: from here on a failure must not turn them into errors.
       isolated = true;
@@ -355,12 +373,13 @@ export class PostgresAdapter implements PersistenceAdapter {
         // A refusal the snapshot cannot explain means a concurrent writer committed in between: the record
         // is written again with a fresh snapshot, which either succeeds or reports the real stored version.
         const explained = expected !== undefined && current !== expected;
-        if (explained || attempt >= RACE_RETRIES) {
+        if (explained || races >= RACE_RETRIES) {
           results[i] = { status: 'conflict', currentVersion: current };
         } else {
           retry.push(i);
         }
       }
+      races++;
       pending = retry;
     }
   }

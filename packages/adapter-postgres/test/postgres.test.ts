@@ -235,6 +235,33 @@ describe.skipIf(url === null)('postgres adapter on a real server', () => {
     }
   });
 
+  it('a statement rolled back as a serialization failure is sent again: writers at REPEATABLE READ all succeed', async () => {
+    const table = randomTable();
+    // At REPEATABLE READ a row updated by a concurrent statement aborts the later one (40001) as a whole.
+    const pools = Array.from({ length: 2 }, () =>
+      newPool(url!, { max: 1, options: '-c default_transaction_isolation=repeatable\\ read' }),
+    );
+    try {
+      const [a, b] = pools.map((client) => new PostgresAdapter({ client, table })) as [
+        PostgresAdapter,
+        PostgresAdapter,
+      ];
+      await a.setup();
+      const ids = Array.from({ length: 200 }, (_, i) => `user-${i}`);
+      for (let round = 0; round < 3; round++) {
+        const results = await Promise.all([
+          a.save(ids.map((userId) => ({ userId, userData: { round, by: 'a' } }))),
+          b.save(ids.map((userId) => ({ userId, userData: { round, by: 'b' } }))),
+        ]);
+        expect(results.flat().filter((r) => r.status !== 'ok')).toEqual([]);
+      }
+      const { rows } = await pool.query(`SELECT DISTINCT version::int AS v FROM "${table}"`);
+      expect(rows).toEqual([{ v: 6 }]);
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
   it('delete leaves a tombstone row holding the next version and no data', async () => {
     const { adapter, table } = await freshAdapter();
     await adapter.save([{ userId: 'u', userData: { a: 1 } }]);
