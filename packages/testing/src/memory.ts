@@ -1,0 +1,205 @@
+import {
+  AdapterError,
+  ConflictError,
+  checkExpectedVersion,
+  type PersistenceAdapter,
+  type PreparedRecord,
+  type SaveRecord,
+  type SaveResult,
+  type StoredUser,
+  saveBatch,
+  type UserData,
+  type UserId,
+  userKey,
+  ValidationError,
+} from '@cagey-sessions/core';
+
+/** A stored user: JSON text for a live record, `undefined` for a tombstone left by delete. */
+interface Entry {
+  json: string | undefined;
+  version: number;
+  /** The write batch that last touched this entry, and the record's index in it: finds duplicates without a second map. */
+  batch: number;
+  index: number;
+}
+
+/**
+ * The records behind one or more `MemoryAdapter`s. Several adapters over one store behave like several
+ * processes over one database: they see each other's writes and race on versions.
+ */
+export class MemoryStore {
+  readonly #entries = new Map<string, Entry>();
+  #live = 0;
+  #batch = 0;
+
+  /** Number of live users (tombstones excluded). */
+  get size(): number {
+    return this.#live;
+  }
+
+  /**
+   * What the store holds for a user, read without any adapter: a fresh copy of the data and its version, or
+   * `undefined` when the user is missing or deleted.
+   */
+  peek<TUserData extends object = UserData>(userId: UserId): StoredUser<TUserData> | undefined {
+    const entry = this.#entries.get(userKey(userId));
+    if (entry?.json === undefined) return undefined;
+    return { userData: JSON.parse(entry.json) as TUserData, version: entry.version };
+  }
+
+  /** The user's version including a tombstone's (a deleted user keeps counting), 0 if never written. */
+  versionOf(userId: UserId): number {
+    return this.#entries.get(userKey(userId))?.version ?? 0;
+  }
+
+  /** Storage keys of the live users, in insertion order. */
+  keys(): string[] {
+    const keys: string[] = [];
+    for (const [key, entry] of this.#entries) if (entry.json !== undefined) keys.push(key);
+    return keys;
+  }
+
+  /** Forgets every record and tombstone. */
+  clear(): void {
+    this.#entries.clear();
+    this.#live = 0;
+  }
+
+  /** @internal */
+  read(key: string): StoredUser | undefined {
+    const entry = this.#entries.get(key);
+    if (entry?.json === undefined) return undefined;
+    return { userData: JSON.parse(entry.json) as UserData, version: entry.version };
+  }
+
+  /**
+   * @internal Applies validated records in order. The same user twice in one batch is refused for every record
+   * after the first (DUPLICATE_KEY), the rule the conformance suite holds every adapter to.
+   */
+  write(prepared: readonly PreparedRecord[]): SaveResult[] {
+    const results: SaveResult[] = new Array(prepared.length);
+    const batch = ++this.#batch;
+    for (let i = 0; i < prepared.length; i++) {
+      const record = prepared[i]!;
+      const entry = this.#entries.get(record.key);
+      if (entry?.batch === batch) {
+        results[i] = { status: 'error', error: duplicateError(record, entry.index) };
+        continue;
+      }
+      results[i] = this.#writeOne(record, entry, batch);
+    }
+    return results;
+  }
+
+  /** @internal */
+  remove(key: string, userId: UserId, expectedVersion: number | undefined): boolean {
+    const entry = this.#entries.get(key);
+    if (entry?.json === undefined) return false;
+    if (expectedVersion !== undefined && entry.version !== expectedVersion) {
+      throw new ConflictError(userId, expectedVersion, entry.version);
+    }
+    entry.json = undefined;
+    entry.version += 1;
+    this.#live -= 1;
+    return true;
+  }
+
+  #writeOne(record: PreparedRecord, entry: Entry | undefined, batch: number): SaveResult {
+    const live = entry?.json !== undefined;
+    const expected = record.expectedVersion;
+    if (entry !== undefined) {
+      entry.batch = batch;
+      entry.index = record.index;
+    }
+    if (expected !== undefined) {
+      const current = live ? entry!.version : 0;
+      if (expected !== current) {
+        if (entry === undefined) {
+          // Remember the key for duplicate detection without creating a record.
+          this.#entries.set(record.key, { json: undefined, version: 0, batch, index: record.index });
+        }
+        return { status: 'conflict', currentVersion: current };
+      }
+    }
+    if (entry === undefined) {
+      this.#entries.set(record.key, { json: record.json, version: 1, batch, index: record.index });
+      this.#live += 1;
+      return { status: 'ok', version: 1 };
+    }
+    if (!live) this.#live += 1;
+    entry.json = record.json;
+    entry.version += 1;
+    return { status: 'ok', version: entry.version };
+  }
+}
+
+function duplicateError(record: PreparedRecord, firstIndex: number): ValidationError {
+  return new ValidationError(
+    'DUPLICATE_KEY',
+    `User ${JSON.stringify(record.userId)} appears more than once in one batch (records ${firstIndex} and ` +
+      `${record.index}); only the first was written. Send at most one record per user in a batch.`,
+  );
+}
+
+export interface MemoryAdapterOptions {
+  /** The records to work on; pass one store to several adapters to simulate several processes. Default: a new store. */
+  store?: MemoryStore;
+  /** Batch size core's pipeline uses with this adapter. Default 1000. Larger batches are still accepted. */
+  maxBatchSize?: number;
+}
+
+/**
+ * A complete in-process adapter with the same semantics as the database adapters (versions, tombstones,
+ * conflicts, per-record errors). Data is stored as JSON text, so neither the caller's object nor a loaded copy
+ * can change what is stored. For unit tests, examples and single-process development.
+ */
+export class MemoryAdapter implements PersistenceAdapter {
+  readonly name = 'memory';
+  readonly maxBatchSize: number;
+  readonly store: MemoryStore;
+  #closed = false;
+
+  constructor(options: MemoryAdapterOptions = {}) {
+    const { store = new MemoryStore(), maxBatchSize = 1000 } = options;
+    if (!(store instanceof MemoryStore)) {
+      throw new ValidationError('INVALID_OPTIONS', '[memory] options.store must be a MemoryStore.');
+    }
+    if (!Number.isSafeInteger(maxBatchSize) || maxBatchSize < 1) {
+      throw new ValidationError(
+        'INVALID_OPTIONS',
+        `[memory] options.maxBatchSize must be a positive integer, got ${String(maxBatchSize)}.`,
+      );
+    }
+    this.store = store;
+    this.maxBatchSize = maxBatchSize;
+  }
+
+  async load(userId: UserId): Promise<StoredUser | undefined> {
+    this.#assertOpen();
+    return this.store.read(userKey(userId));
+  }
+
+  async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
+    this.#assertOpen();
+    return saveBatch(this.name, records, async (prepared) => this.store.write(prepared));
+  }
+
+  async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
+    this.#assertOpen();
+    const key = userKey(userId);
+    return this.store.remove(key, userId, checkExpectedVersion(expectedVersion));
+  }
+
+  /** Stops this adapter; the store and other adapters over it are unaffected. */
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) {
+      throw new AdapterError(this.name, 'The adapter is closed; create a new one to keep using the store.', {
+        code: 'ADAPTER_CLOSED',
+      });
+    }
+  }
+}
