@@ -84,7 +84,9 @@ async function coreWithAdapter(
 
 async function originalStyle(pool: pg.Pool, table: string): Promise<Contender> {
   await createTable(pool, table);
-  const manager = create({}, { userData: { persistence: { interval: '1h', concurrency: 1 } } });
+  // Batches of one, one at a time: each session's listener runs and is awaited before the next, as the
+  // original library's persistAllUserData did (core would otherwise run a batch's listeners concurrently).
+  const manager = create({}, { userData: { persistence: { interval: '1h', batchSize: 1, concurrency: 1 } } });
   const upsert = `INSERT INTO "${table}" AS t (user_id, data, version) VALUES ($1, $2::text::jsonb, 1)
     ON CONFLICT (user_id) DO UPDATE SET data = excluded.data, version = t.version + 1, updated_at = now()`;
   manager.on('persistUserData', async (session) => {

@@ -50,17 +50,18 @@ export interface PostgresPoolOptions {
   [option: string]: unknown;
 }
 
-interface CommonOptions {
+/** Options common to both ways of constructing the adapter. */
+export interface PostgresAdapterBaseOptions {
   /**
    * Table holding the user data: `'player_sessions'` or `'schema.table'`. Each part: letters, digits and
    * underscores, not starting with a digit, at most 63 characters. Default `cagey_user_data`.
    */
   table?: string;
-  /** Most records written in one statement; larger `save` calls are split. Default 1000. */
+  /** Most records written in one statement (`maxBatchSize`); larger `save` calls are split. Default 500. */
   batchSize?: number;
 }
 
-export type PostgresAdapterOptions = CommonOptions &
+export type PostgresAdapterOptions = PostgresAdapterBaseOptions &
   (
     | {
         /** An existing `pg.Pool`, `pg.Client` or PGlite instance. It stays open after `close()`. */
@@ -439,7 +440,11 @@ function invalidOptions(message: string): ValidationError {
  * `client` nor `url` is given.
  */
 export function createPostgresAdapter(
-  options: CommonOptions & { client?: PostgresClient; url?: string; pool?: PostgresPoolOptions } = {},
+  options: PostgresAdapterBaseOptions & {
+    client?: PostgresClient;
+    url?: string;
+    pool?: PostgresPoolOptions;
+  } = {},
 ): PostgresAdapter {
   if (options.client !== undefined || options.url !== undefined) {
     return new PostgresAdapter(options as PostgresAdapterOptions);

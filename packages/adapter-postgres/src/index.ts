@@ -3,6 +3,7 @@ export {
   DEFAULT_BATCH_SIZE,
   MAX_BATCH_SIZE,
   PostgresAdapter,
+  type PostgresAdapterBaseOptions,
   type PostgresAdapterOptions,
   type PostgresClient,
   type PostgresPoolOptions,
