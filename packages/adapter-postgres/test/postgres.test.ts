@@ -1,5 +1,5 @@
 import type { SaveRecord } from '@cagey-sessions/core';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PostgresAdapter, type PostgresClient } from '../src/index.js';
 import { newPool, randomTable, readRow, serverUrl } from './helpers.js';
@@ -271,6 +271,25 @@ describe.skipIf(url === null)('postgres adapter on a real server', () => {
     expect(await adapter.save([{ userId: 'u', userData: { a: 3 }, expectedVersion: 0 }])).toEqual([
       { status: 'ok', version: 4 },
     ]);
+  });
+
+  it('works over a single pg.Client: concurrent calls queue on it, and close() leaves it connected', async () => {
+    const single = new pg.Client({ connectionString: url! });
+    await single.connect();
+    try {
+      const { adapter } = await freshAdapter({ client: single });
+      const results = await Promise.all(
+        Array.from({ length: 5 }, (_, k) =>
+          adapter.save(Array.from({ length: 50 }, (_, i) => ({ userId: `u${i}`, userData: { k } }))),
+        ),
+      );
+      expect(results.flat().every((r) => r.status === 'ok')).toBe(true);
+      expect((await adapter.load('u49'))?.version).toBe(5);
+      await adapter.close();
+      expect((await single.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await single.end();
+    }
   });
 
   it('an injected pool stays open after close(); the adapter then rejects with ADAPTER_CLOSED', async () => {
