@@ -1,6 +1,6 @@
 /** A server started for a test run: loopback only, a free port, data in a temporary directory. */
 export interface RunningServer {
-  /** Connection URL for the driver, e.g. `postgres://postgres@127.0.0.1:54321/postgres`. */
+  /** Connection URL for the driver, e.g. `postgres://postgres:<password>@127.0.0.1:54321/postgres`. */
   readonly url: string;
   readonly host: string;
   readonly port: number;

@@ -1,0 +1,12 @@
+export {
+  INSTALL_HINT,
+  type ServerAvailability,
+  type ServerKind,
+  ServerUnavailableError,
+  type StartForTestsOptions,
+  serverAvailability,
+  startForTests,
+} from './availability.js';
+export { canConnect, freePort, isPortFree } from './ports.js';
+export { type PostgresServer, type PostgresServerOptions, startPostgres } from './postgres.js';
+export type { RunningServer } from './types.js';
