@@ -1,7 +1,7 @@
 import { type RunningServer, startPostgres } from '@cagey-sessions/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresAdapter } from '../src/index.js';
-import { randomTable, serverUrl } from './helpers.js';
+import { newPool, randomTable, serverUrl } from './helpers.js';
 
 // This file restarts a server, so it starts its own instead of sharing the run's.
 const available = serverUrl('adapter-postgres: server restart') !== null;
@@ -51,6 +51,38 @@ describe.skipIf(!available)('the adapter across a server restart', () => {
       ]);
     } finally {
       await adapter.close();
+    }
+  });
+
+  it('a batch in flight while the server shuts down is written entirely or not at all', async () => {
+    const table = randomTable();
+    const adapter = new PostgresAdapter({ url: server.url, table, batchSize: 5000 });
+    const pool = newPool(server.url);
+    try {
+      await adapter.setup();
+      const ids = Array.from({ length: 5000 }, (_, i) => `p${i}`);
+      await adapter.save(ids.map((userId) => ({ userId, userData: { v: 1 }, expectedVersion: 0 })));
+      const inFlight = adapter.save(
+        ids.map((userId) => ({ userId, userData: { v: 2, pad: 'x'.repeat(500) }, expectedVersion: 1 })),
+      );
+      const [saved] = await Promise.allSettled([inFlight, server.restart()]);
+      const { rows } = await pool.query(
+        `SELECT version::int AS v, count(*)::int AS n FROM "${table}" GROUP BY 1`,
+      );
+      // One version for all 5000 rows: the statement committed as a whole or rolled back as a whole.
+      expect(rows).toHaveLength(1);
+      expect(rows[0].n).toBe(5000);
+      if (saved.status === 'fulfilled') {
+        expect(saved.value.every((r) => r.status === 'ok' && r.version === 2)).toBe(true);
+        expect(rows[0].v).toBe(2);
+      } else {
+        expect(saved.reason).toMatchObject({ name: 'AdapterError', code: 'ADAPTER_ERROR' });
+      }
+      const retried = await adapter.save([{ userId: 'p0', userData: { v: 3 } }]);
+      expect(retried).toEqual([{ status: 'ok', version: rows[0].v + 1 }]);
+    } finally {
+      await adapter.close();
+      await pool.end();
     }
   });
 });
