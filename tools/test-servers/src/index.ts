@@ -9,4 +9,13 @@ export {
 } from './availability.js';
 export { canConnect, freePort, isPortFree } from './ports.js';
 export { type PostgresServer, type PostgresServerOptions, startPostgres } from './postgres.js';
+export {
+  type RedisCluster,
+  type RedisClusterNode,
+  type RedisClusterOptions,
+  type RedisServer,
+  type RedisServerOptions,
+  startRedis,
+  startRedisCluster,
+} from './redis.js';
 export type { RunningServer } from './types.js';
