@@ -258,8 +258,8 @@ export class PostgresAdapter implements PersistenceAdapter {
   /**
    * Writes the validated records: records the database would refuse fail alone before anything is sent, a
    * user repeated in the batch is refused after its first record (DUPLICATE_KEY, as every adapter does), and
-   * the rest go in statements of at most `maxBatchSize` records. Rejects only when no statement reached the
-   * database, so nothing was written.
+   * the rest go in statements of at most `maxBatchSize` records. Rejects only when the first statement failed
+   * (so nothing was written); a later failure becomes the error result of each record not yet written.
    */
   async #write(client: PostgresClient, prepared: PreparedRecord[]): Promise<SaveResult[]> {
     const results: SaveResult[] = new Array(prepared.length);
@@ -282,19 +282,20 @@ export class PostgresAdapter implements PersistenceAdapter {
     }
     // Every writer takes row locks in key order, so concurrent batches over the same users cannot deadlock.
     sendable.sort((a, b) => (prepared[a]!.key < prepared[b]!.key ? -1 : 1));
-    let failure: unknown;
-    let reached = false;
-    for (const unit of this.#chunks(prepared, sendable)) {
+    const units = this.#chunks(prepared, sendable);
+    for (let u = 0; u < units.length; u++) {
       try {
-        await this.#writeUnit(client, prepared, unit, results, false);
-        reached = true;
+        await this.#writeUnit(client, prepared, units[u]!, results, false);
       } catch (error) {
-        failure ??= error;
+        // The connection or the schema is broken, so the remaining statements would fail the same way (each
+        // after a connection timeout): they are not sent, and their records share this error.
         const wrapped = this.#wrap('save', error);
-        for (const i of unit) results[i] = { status: 'error', error: wrapped };
+        if (u === 0) throw wrapped;
+        for (const unit of units.slice(u))
+          for (const i of unit) results[i] = { status: 'error', error: wrapped };
+        break;
       }
     }
-    if (!reached && failure !== undefined) throw this.#wrap('save', failure);
     return results;
   }
 

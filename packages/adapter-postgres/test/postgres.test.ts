@@ -136,6 +136,45 @@ describe.skipIf(url === null)('postgres adapter on a real server', () => {
     expect(client.statements).toBe(1);
   });
 
+  it('a save split into statements: a failing first statement rejects, a later one fails only the unwritten records', async () => {
+    const table = randomTable();
+    await new PostgresAdapter({ client: pool, table }).setup();
+    let statements = 0;
+    let failOn = 0;
+    // A real pool whose n-th statement fails as if the connection dropped before it was sent.
+    const flaky: PostgresClient = {
+      query: (text, values) => {
+        statements++;
+        if (statements === failOn) return Promise.reject(new Error('Connection terminated unexpectedly'));
+        return pool.query(text, values);
+      },
+    };
+    const adapter = new PostgresAdapter({ client: flaky, table, batchSize: 10 });
+    const records = Array.from({ length: 30 }, (_, i) => ({
+      userId: `u${String(i).padStart(2, '0')}`,
+      userData: { i },
+    }));
+
+    statements = 0;
+    failOn = 1;
+    await expect(adapter.save(records)).rejects.toMatchObject({
+      code: 'ADAPTER_ERROR',
+      message: '[postgres] save failed: Connection terminated unexpectedly',
+    });
+    expect(statements).toBe(1);
+
+    statements = 0;
+    failOn = 2;
+    const results = await adapter.save(records);
+    expect(statements).toBe(2);
+    expect(results.slice(0, 10).every((r) => r.status === 'ok')).toBe(true);
+    expect(
+      results.slice(10).every((r) => r.status === 'error' && r.error.message.includes('terminated')),
+    ).toBe(true);
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM "${table}"`);
+    expect(rows[0].n).toBe(10);
+  });
+
   it('stores and loads a 5 MB userData unchanged', async () => {
     const { adapter, table } = await freshAdapter();
     const userData = {
