@@ -1,0 +1,162 @@
+/** Starts the game server (src/serve.ts) as a child process and talks to it over the IPC channel. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Player } from './game.js';
+import type { ShutdownReport } from './server.js';
+import type { StoreKind } from './stores.js';
+
+/** Messages the server sends its parent. */
+export type ServerToParent =
+  | { type: 'ready'; port: number; location: string }
+  | { type: 'report'; report: ShutdownReport; contents?: Record<string, unknown> };
+
+export interface LaunchOptions {
+  store: StoreKind;
+  dataDir: string;
+  namespace?: string;
+  port?: number;
+  graceMs?: number;
+  intervalMs?: number;
+  shutdownTimeoutMs?: number;
+  /** The server's stdout and stderr go to this file. */
+  logFile: string;
+  env?: NodeJS.ProcessEnv;
+  /** How long to wait for the server to listen. Default 60 s (PGlite initialises its files on first use). */
+  startTimeoutMs?: number;
+}
+
+export interface ServerProcess {
+  readonly port: number;
+  readonly url: string;
+  /** Where the data lives, as the server describes it (no credentials). */
+  readonly location: string;
+  readonly child: ChildProcess;
+  /** Sends a signal (default SIGTERM) and resolves with the exit and the shutdown report, if one came. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<ServerExit>;
+}
+
+export interface ServerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  report: ShutdownReport | undefined;
+  /** For the memory store only: what the store held after shutdown, read inside the server process. */
+  contents: Record<string, Player> | undefined;
+}
+
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
+
+/** Node arguments that run a TypeScript entry point with workspace packages resolved to their sources. */
+export function typescriptNodeArgs(): { args: string[]; env: NodeJS.ProcessEnv } {
+  const require = createRequire(import.meta.url);
+  const loader = pathToFileURL(require.resolve('tsx')).href;
+  return {
+    args: ['--import', loader],
+    env: { TSX_TSCONFIG_PATH: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) },
+  };
+}
+
+export async function launchServer(options: LaunchOptions): Promise<ServerProcess> {
+  const ts = typescriptNodeArgs();
+  const args = [
+    ...ts.args,
+    fileURLToPath(new URL('./serve.ts', import.meta.url)),
+    `--store=${options.store}`,
+    `--data-dir=${options.dataDir}`,
+    `--namespace=${options.namespace ?? 'game'}`,
+    `--port=${options.port ?? 0}`,
+    `--grace=${options.graceMs ?? 10_000}ms`,
+    `--interval=${options.intervalMs ?? 10_000}ms`,
+    `--shutdown-timeout=${options.shutdownTimeoutMs ?? 15_000}ms`,
+  ];
+  const log = openSync(options.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, args, {
+      cwd: packageDir,
+      env: { ...(options.env ?? process.env), ...ts.env },
+      stdio: ['ignore', log, log, 'ipc'],
+    });
+  } finally {
+    closeSync(log);
+  }
+
+  let report: (ServerToParent & { type: 'report' }) | undefined;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const ready = new Promise<ServerToParent & { type: 'ready' }>((resolve, reject) => {
+    child.on('message', (message: ServerToParent) => {
+      if (message.type === 'ready') resolve(message);
+      else if (message.type === 'report') report = message;
+    });
+    child.once('error', reject);
+    void exited.then(({ code, signal }) =>
+      reject(
+        new Error(
+          `The game server exited before it was ready (${signal ?? `code ${code}`}). ` +
+            `Last lines of ${options.logFile}:\n${tail(options.logFile, 10)}`,
+        ),
+      ),
+    );
+  });
+  const startTimeout = options.startTimeoutMs ?? 60_000;
+  let timer: NodeJS.Timeout | undefined;
+  const started = await Promise.race([
+    ready,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(`The game server did not start within ${startTimeout} ms; see ${options.logFile}`),
+          ),
+        startTimeout,
+      );
+    }),
+  ])
+    .catch((error: unknown) => {
+      child.kill('SIGKILL');
+      throw error;
+    })
+    .finally(() => clearTimeout(timer));
+
+  return {
+    port: started.port,
+    url: `ws://127.0.0.1:${started.port}`,
+    location: started.location,
+    child,
+    async stop(signal = 'SIGTERM', timeoutMs = 60_000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      let killTimer: NodeJS.Timeout | undefined;
+      const exit = await Promise.race([
+        exited,
+        new Promise<undefined>((resolve) => {
+          killTimer = setTimeout(() => resolve(undefined), timeoutMs);
+        }),
+      ]).finally(() => clearTimeout(killTimer));
+      if (exit === undefined) {
+        child.kill('SIGKILL');
+        throw new Error(`The game server did not exit within ${timeoutMs} ms of ${signal}; killed it.`);
+      }
+      return {
+        ...exit,
+        report: report?.report,
+        contents: report?.contents as Record<string, Player> | undefined,
+      };
+    },
+  };
+}
+
+function tail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .slice(-lines)
+      .map((line) => `  ${line}`)
+      .join('\n');
+  } catch {
+    return '  (no log)';
+  }
+}

@@ -1,0 +1,79 @@
+import { WebSocket } from 'ws';
+import type { ClientMessage, ServerMessage } from '../src/game.js';
+
+/** A client message without its `seq`, which `request` assigns. */
+export type Request = ClientMessage extends infer M ? (M extends unknown ? Omit<M, 'seq'> : never) : never;
+
+/** A bare protocol client for tests: every frame the server sends is kept, in order. */
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly received: ServerMessage[] = [];
+  /** Resolves with the close code once the connection is closed (by either side). */
+  readonly closed: Promise<number>;
+  #seq = 0;
+  #waiters: (() => void)[] = [];
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    this.closed = new Promise((resolve) => ws.once('close', (code) => resolve(code)));
+    ws.on('message', (data) => {
+      this.received.push(JSON.parse(data.toString()) as ServerMessage);
+      for (const wake of this.#waiters.splice(0)) wake();
+    });
+  }
+
+  static connect(url: string): Promise<TestClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      const client = new TestClient(ws);
+      ws.once('open', () => resolve(client));
+      ws.once('error', reject);
+    });
+  }
+
+  /** Sends a request and resolves with the reply carrying its `seq`. */
+  async request(message: Request): Promise<ServerMessage> {
+    const seq = ++this.#seq;
+    this.ws.send(JSON.stringify({ ...message, seq }));
+    return this.next((reply) => reply.seq === seq);
+  }
+
+  /** The first received message (already or later) matching `predicate`; rejects if the connection closes first. */
+  async next(predicate: (message: ServerMessage) => boolean, timeoutMs = 10_000): Promise<ServerMessage> {
+    const deadline = performance.now() + timeoutMs;
+    for (let checked = 0; ; ) {
+      for (; checked < this.received.length; checked++) {
+        if (predicate(this.received[checked]!)) return this.received[checked]!;
+      }
+      if (this.ws.readyState !== WebSocket.OPEN)
+        throw new Error('connection closed before the expected message');
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) throw new Error('no matching message in time');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, remaining);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        void this.closed.then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** A ping/pong round trip: every frame the server wrote before answering it has arrived. */
+  roundTrip(): Promise<void> {
+    return new Promise((resolve) => {
+      this.ws.once('pong', () => resolve());
+      this.ws.ping();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    this.ws.close();
+    await this.closed;
+  }
+}
