@@ -7,6 +7,15 @@ export {
   serverAvailability,
   startForTests,
 } from './availability.js';
+export {
+  FERRETDB_BUILD_HINT,
+  FERRETDB_VERSION,
+  type FerretDBServer,
+  type FerretDBServerOptions,
+  ferretdbBinary,
+  pingOk,
+  startFerretDB,
+} from './ferretdb.js';
 export { canConnect, freePort, isPortFree } from './ports.js';
 export { type PostgresServer, type PostgresServerOptions, startPostgres } from './postgres.js';
 export {
