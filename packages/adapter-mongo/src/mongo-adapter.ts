@@ -1,0 +1,562 @@
+import { randomBytes } from 'node:crypto';
+import {
+  AdapterError,
+  ConflictError,
+  checkExpectedVersion,
+  checkIdentifier,
+  type PersistenceAdapter,
+  type PreparedRecord,
+  type SaveRecord,
+  type SaveResult,
+  type StoredUser,
+  saveBatch,
+  type UserId,
+  userKey,
+  ValidationError,
+  wrapDriverError,
+} from '@cagey-sessions/core';
+import {
+  type AnyBulkWriteOperation,
+  type Collection,
+  type Db,
+  MongoBulkWriteError,
+  MongoClient,
+  type MongoClientOptions,
+  MongoServerError,
+} from 'mongodb';
+import { toDocumentData, type UserDocument } from './documents.js';
+
+const NAME = 'mongo';
+const DEFAULT_COLLECTION = 'cagey_user_data';
+const DEFAULT_MAX_BATCH_SIZE = 1000;
+/** Rounds of a save before a record that keeps losing races gets an error result. */
+const MAX_ROUNDS = 10;
+const DUPLICATE_KEY = 11000;
+const NAMESPACE_EXISTS = 48;
+
+interface CommonOptions {
+  /** Collection holding one document per user. Letters, digits, underscores. Default `cagey_user_data`. */
+  collection?: string;
+  /** Largest batch core sends in one `save` (core uses it as its batch size). Default 1000. */
+  maxBatchSize?: number;
+  /**
+   * Largest number of write operations sent in one `bulkWrite`; a bigger save is sent as several, one after
+   * the other. Default: no limit, one `bulkWrite` per save. FerretDB 1.x needs 50 or less (see the README).
+   */
+  maxOpsPerBulkWrite?: number;
+}
+
+/** Options of `MongoAdapter`: an existing client (or a promise of one), a `Db`, or a connection URL. */
+export type MongoAdapterOptions = CommonOptions &
+  (
+    | {
+        /** A client you own: the adapter never closes it. */
+        client: MongoClient | Promise<MongoClient>;
+        /** Database name; default: the client's default database (the one in its URL, else `test`). */
+        database?: string;
+        db?: never;
+        url?: never;
+        clientOptions?: never;
+      }
+    | {
+        /** A database handle you own: the adapter never closes its client. */
+        db: Db;
+        client?: never;
+        url?: never;
+        database?: never;
+        clientOptions?: never;
+      }
+    | {
+        /** `mongodb://` or `mongodb+srv://` URL; the adapter opens the client and closes it in `close()`. */
+        url: string;
+        /** Options for the `MongoClient` the adapter opens. */
+        clientOptions?: MongoClientOptions;
+        /** Database name; default: the one in the URL, else `test`. */
+        database?: string;
+        client?: never;
+        db?: never;
+      }
+  );
+
+/** What a record's next write attempt does, decided from its expected version or the stored state. */
+type Plan =
+  | { kind: 'insert' }
+  /** A live document at version `from`. */
+  | { kind: 'update'; from: number }
+  /** A tombstone at version `from`. */
+  | { kind: 'revive'; from: number };
+
+interface Pending {
+  /** Position in the list `write` was given. */
+  slot: number;
+  key: string;
+  data: Record<string, unknown>;
+  /** The caller's expectedVersion; undefined for an unconditional write. */
+  expected: number | undefined;
+  plan: Plan;
+  writeId: string;
+}
+
+/** The stored state of a user as far as a save needs it. */
+type State =
+  | { kind: 'missing' }
+  | { kind: 'live'; version: number; writeId?: string }
+  | { kind: 'tombstone'; version: number };
+
+/**
+ * Persistence over MongoDB: one document per user, `{ _id, data, version, updatedAt, writeId }`, written with
+ * version-conditioned operations in one unordered `bulkWrite` per batch.
+ */
+export class MongoAdapter implements PersistenceAdapter {
+  readonly name = NAME;
+  readonly maxBatchSize: number;
+  readonly collectionName: string;
+  readonly #maxOps: number;
+  readonly #owned: MongoClient | undefined;
+  #collection: Promise<Collection<UserDocument>> | undefined;
+  readonly #resolveCollection: () => Promise<Collection<UserDocument>>;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: MongoAdapterOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw invalidOptions('pass { client }, { db } or { url }.');
+    }
+    this.collectionName = checkIdentifier(NAME, 'collection', options.collection ?? DEFAULT_COLLECTION, 120);
+    this.maxBatchSize = positiveInteger('maxBatchSize', options.maxBatchSize, DEFAULT_MAX_BATCH_SIZE);
+    this.#maxOps = positiveInteger(
+      'maxOpsPerBulkWrite',
+      options.maxOpsPerBulkWrite,
+      Number.POSITIVE_INFINITY,
+    );
+    const given = [options.client, options.db, options.url].filter((value) => value !== undefined).length;
+    if (given !== 1) throw invalidOptions('pass exactly one of { client }, { db } or { url }.');
+    const database = options.database === undefined ? undefined : checkDatabaseName(options.database);
+    const name = this.collectionName;
+    if (options.url !== undefined) {
+      if (typeof options.url !== 'string' || !/^mongodb(\+srv)?:\/\//.test(options.url)) {
+        throw invalidOptions('url must start with mongodb:// or mongodb+srv://.');
+      }
+      let client: MongoClient;
+      try {
+        client = new MongoClient(options.url, options.clientOptions);
+      } catch (error) {
+        // The driver's parse errors can quote the URL; the wrapper masks credentials in it.
+        throw wrapDriverError(NAME, 'connect', error);
+      }
+      this.#owned = client;
+      this.#resolveCollection = async () => client.db(database).collection<UserDocument>(name);
+    } else if (options.db !== undefined) {
+      const db = options.db;
+      this.#owned = undefined;
+      this.#resolveCollection = async () => db.collection<UserDocument>(name);
+    } else {
+      const client = options.client;
+      this.#owned = undefined;
+      this.#resolveCollection = async () => (await client).db(database).collection<UserDocument>(name);
+    }
+  }
+
+  /** Creates the collection (the `_id` index is all the adapter needs). Idempotent and safe to run concurrently. */
+  async setup(): Promise<void> {
+    const collection = await this.#open('setup');
+    try {
+      await collection.db.createCollection(this.collectionName);
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === NAMESPACE_EXISTS) return;
+      // A concurrent setup may have created it between the server's check and its own create.
+      if (await this.#collectionExists(collection)) return;
+      throw wrapDriverError(NAME, 'setup', error);
+    }
+  }
+
+  async load(userId: UserId): Promise<StoredUser | undefined> {
+    const key = userKey(userId);
+    const collection = await this.#open('load');
+    let document: UserDocument | null;
+    try {
+      document = await collection.findOne({ _id: key }, { projection: { data: 1, version: 1, deleted: 1 } });
+    } catch (error) {
+      throw wrapDriverError(NAME, 'load', error);
+    }
+    if (document === null || document.deleted === true || document.data === undefined) return undefined;
+    return { userData: document.data, version: document.version };
+  }
+
+  save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
+    if (this.#closed) return Promise.reject(closedError('save'));
+    return saveBatch(NAME, records, (prepared) => this.#write(prepared));
+  }
+
+  async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
+    const key = userKey(userId);
+    const expected = checkExpectedVersion(expectedVersion);
+    const collection = await this.#open('delete');
+    try {
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        const filter =
+          expected === undefined
+            ? { _id: key, deleted: { $ne: true as const } }
+            : { _id: key, version: expected, deleted: { $ne: true as const } };
+        const result = await collection.updateOne(filter, {
+          $set: { deleted: true, updatedAt: new Date() },
+          $unset: { data: '', writeId: '' },
+          $inc: { version: 1 },
+        });
+        if (result.matchedCount === 1) return true;
+        if (expected === undefined) return false;
+        const state = stateOf(await collection.findOne({ _id: key }, { projection: STATE_PROJECTION }));
+        if (state.kind !== 'live') return false;
+        if (state.version !== expected) throw new ConflictError(userId, expected, state.version);
+        // The record was at the expected version after all: it changed between the two calls; go again.
+      }
+    } catch (error) {
+      throw wrapDriverError(NAME, 'delete', error);
+    }
+    throw new AdapterError(
+      NAME,
+      `delete of user ${JSON.stringify(key)} kept racing concurrent writes; retry it.`,
+    );
+  }
+
+  /** Closes the client when the adapter opened it from a URL; an injected client or Db stays open. */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#closing ??= (async () => {
+      if (this.#owned === undefined) return;
+      try {
+        await this.#owned.close();
+      } catch (error) {
+        throw wrapDriverError(NAME, 'close', error);
+      }
+    })();
+    return this.#closing;
+  }
+
+  async #open(operation: string): Promise<Collection<UserDocument>> {
+    if (this.#closed) throw closedError(operation);
+    this.#collection ??= this.#resolveCollection();
+    try {
+      return await this.#collection;
+    } catch (error) {
+      // A rejected client promise is retried on the next call rather than remembered forever.
+      this.#collection = undefined;
+      throw wrapDriverError(NAME, operation, error);
+    }
+  }
+
+  async #collectionExists(collection: Collection<UserDocument>): Promise<boolean> {
+    try {
+      const found = await collection.db
+        .listCollections({ name: this.collectionName }, { nameOnly: true })
+        .toArray();
+      return found.length > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Writes validated records. Each round sends one operation per pending record (in one unordered bulkWrite,
+   * or in chunks of `maxOpsPerBulkWrite`), then learns each record's outcome:
+   * - an insert either succeeded or failed with a duplicate key (the user has a document);
+   * - the updates all succeeded when the matched count says so (the common case: one round trip in all);
+   *   otherwise one `find` reads the stored versions and `writeId`s, which tell apart "written by us",
+   *   "conflict" and "not written yet" (a server that stops a bulk at its first error, see the README).
+   * Records that need another attempt (a tombstone to revive, an unconditional write that lost a race) go to
+   * the next round. Nothing is retried blindly: a conditional write that finds another version is a conflict.
+   */
+  async #write(prepared: PreparedRecord[]): Promise<SaveResult[]> {
+    const results: (SaveResult | undefined)[] = new Array(prepared.length);
+    const batchId = randomBytes(6).toString('base64url');
+    let pending: Pending[] = [];
+    const firstOf = new Map<string, PreparedRecord>();
+    for (let slot = 0; slot < prepared.length; slot++) {
+      const record = prepared[slot]!;
+      const first = firstOf.get(record.key);
+      if (first !== undefined) {
+        results[slot] = { status: 'error', error: duplicateError(record, first) };
+        continue;
+      }
+      firstOf.set(record.key, record);
+      let data: Record<string, unknown>;
+      try {
+        data = toDocumentData(record.json);
+      } catch (error) {
+        results[slot] = { status: 'error', error: error as Error };
+        continue;
+      }
+      const expected = record.expectedVersion;
+      const plan: Plan =
+        expected === undefined || expected === 0 ? { kind: 'insert' } : { kind: 'update', from: expected };
+      pending.push({ slot, key: record.key, data, expected, plan, writeId: '' });
+    }
+    if (pending.length === 0) return results as SaveResult[];
+
+    const collection = await this.#open('save');
+    const unconditional = pending.filter((entry) => entry.expected === undefined);
+    if (unconditional.length > 0) {
+      // An unconditional write still reports the version it made, so it writes conditionally on what it read.
+      const states = await readStates(
+        collection,
+        unconditional.map((entry) => entry.key),
+      );
+      for (const entry of unconditional) entry.plan = planFor(states.get(entry.key) ?? MISSING);
+    }
+
+    let wroteSomething = false;
+    for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
+      const updatedAt = new Date();
+      for (let i = 0; i < pending.length; i++) pending[i]!.writeId = `${batchId}.${round}.${i}`;
+      const outcome = await this.#send(collection, pending, updatedAt, round === 0 && !wroteSomething);
+      wroteSomething = true;
+
+      const toRead: Pending[] = [];
+      for (let i = 0; i < pending.length; i++) {
+        const entry = pending[i]!;
+        const status = outcome[i]!;
+        if (status.kind === 'ok') results[entry.slot] = { status: 'ok', version: newVersion(entry.plan) };
+        else if (status.kind === 'error') results[entry.slot] = { status: 'error', error: status.error };
+        else toRead.push(entry);
+      }
+      if (toRead.length === 0) {
+        pending = [];
+        break;
+      }
+
+      let states: Map<string, State>;
+      try {
+        states = await readStates(
+          collection,
+          toRead.map((entry) => entry.key),
+        );
+      } catch (error) {
+        // Some of these may have been written; they fail with the read error rather than fail the whole save.
+        const wrapped = wrapDriverError(NAME, 'save', error);
+        for (const entry of toRead) results[entry.slot] = { status: 'error', error: wrapped };
+        pending = [];
+        break;
+      }
+      const next: Pending[] = [];
+      for (const entry of toRead) {
+        const state = states.get(entry.key) ?? MISSING;
+        const decided = decide(entry, state);
+        if (decided === undefined) next.push(entry);
+        else results[entry.slot] = decided;
+      }
+      pending = next;
+    }
+    for (const entry of pending) {
+      results[entry.slot] = {
+        status: 'error',
+        error: new AdapterError(
+          NAME,
+          `save of user ${JSON.stringify(entry.key)} lost ${MAX_ROUNDS} races with concurrent writers; retry it.`,
+        ),
+      };
+    }
+    return results as SaveResult[];
+  }
+
+  /**
+   * Sends one operation per pending record and classifies each: ok, error, or unknown (needs a read). Throws
+   * only when the first chunk of the first round fails as a whole, so that a rejected save wrote nothing.
+   */
+  async #send(
+    collection: Collection<UserDocument>,
+    pending: Pending[],
+    updatedAt: Date,
+    mayThrow: boolean,
+  ): Promise<Outcome[]> {
+    const outcome: Outcome[] = new Array(pending.length);
+    const chunkSize = Math.min(this.#maxOps, pending.length);
+    for (let start = 0; start < pending.length; start += chunkSize) {
+      const chunk = pending.slice(start, start + chunkSize);
+      const operations = chunk.map((entry) => operationFor(entry, updatedAt));
+      let matched: number;
+      const errors = new Map<number, Error>();
+      try {
+        const result = await collection.bulkWrite(operations, { ordered: false });
+        matched = result.matchedCount;
+      } catch (error) {
+        if (!(error instanceof MongoBulkWriteError)) {
+          if (mayThrow && start === 0) throw error;
+          // Earlier chunks were written; this one's outcome is unknown, so its records fail on their own.
+          const wrapped = wrapDriverError(NAME, 'save', error);
+          for (let i = 0; i < chunk.length; i++) outcome[start + i] = { kind: 'error', error: wrapped };
+          continue;
+        }
+        matched = error.result.matchedCount;
+        const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+        for (const writeError of writeErrors) errors.set(writeError.index, writeErrorOf(writeError));
+      }
+      let updates = 0;
+      for (let i = 0; i < chunk.length; i++) {
+        const entry = chunk[i]!;
+        const error = errors.get(i);
+        if (entry.plan.kind === 'insert') {
+          if (error === undefined) outcome[start + i] = { kind: 'ok' };
+          else if (isDuplicateKey(error)) outcome[start + i] = { kind: 'unknown' };
+          else outcome[start + i] = { kind: 'error', error };
+        } else if (error !== undefined) {
+          outcome[start + i] = { kind: 'error', error };
+        } else {
+          updates++;
+          outcome[start + i] = { kind: 'ok' };
+        }
+      }
+      if (matched < updates) {
+        // Some updates matched nothing; which ones is not in a bulkWrite's result, so all of them are read.
+        for (let i = 0; i < chunk.length; i++) {
+          if (chunk[i]!.plan.kind !== 'insert' && outcome[start + i]!.kind === 'ok') {
+            outcome[start + i] = { kind: 'unknown' };
+          }
+        }
+      }
+    }
+    return outcome;
+  }
+}
+
+type Outcome = { kind: 'ok' } | { kind: 'error'; error: Error } | { kind: 'unknown' };
+
+const MISSING: State = { kind: 'missing' };
+const STATE_PROJECTION = { version: 1, writeId: 1, deleted: 1 } as const;
+
+/** Creates a `MongoAdapter`; without a client, Db or URL it connects to `MONGODB_URI`. */
+export function createMongoAdapter(options?: Partial<MongoAdapterOptions>): MongoAdapter {
+  const given = options ?? {};
+  if (given.client === undefined && given.db === undefined && given.url === undefined) {
+    const url = process.env.MONGODB_URI;
+    if (!url) {
+      throw invalidOptions(
+        'pass { client }, { db } or { url }, or set the MONGODB_URI environment variable.',
+      );
+    }
+    return new MongoAdapter({ ...given, url } as MongoAdapterOptions);
+  }
+  return new MongoAdapter(given as MongoAdapterOptions);
+}
+
+function operationFor(entry: Pending, updatedAt: Date): AnyBulkWriteOperation<UserDocument> {
+  const { key, data, plan, writeId } = entry;
+  switch (plan.kind) {
+    case 'insert':
+      return { insertOne: { document: { _id: key, data, version: 1, updatedAt, writeId } } };
+    case 'update':
+      return {
+        updateOne: {
+          filter: { _id: key, version: plan.from, deleted: { $ne: true } },
+          // `data` is replaced whole as a value: its keys were checked, and a $set value is never an operator.
+          update: { $set: { data, version: plan.from + 1, updatedAt, writeId } },
+        },
+      };
+    case 'revive':
+      return {
+        updateOne: {
+          filter: { _id: key, version: plan.from, deleted: true },
+          update: { $set: { data, version: plan.from + 1, updatedAt, writeId }, $unset: { deleted: '' } },
+        },
+      };
+  }
+}
+
+function newVersion(plan: Plan): number {
+  return plan.kind === 'insert' ? 1 : plan.from + 1;
+}
+
+function planFor(state: State): Plan {
+  if (state.kind === 'missing') return { kind: 'insert' };
+  return { kind: state.kind === 'live' ? 'update' : 'revive', from: state.version };
+}
+
+/**
+ * The result of a record whose write did not plainly succeed, given the stored state read afterwards; undefined
+ * when it needs another round (with `entry.plan` updated).
+ */
+function decide(entry: Pending, state: State): SaveResult | undefined {
+  if (state.kind === 'live' && state.writeId === entry.writeId) {
+    return { status: 'ok', version: newVersion(entry.plan) };
+  }
+  const expected = entry.expected;
+  if (expected === undefined) {
+    entry.plan = planFor(state);
+    return undefined;
+  }
+  if (expected === 0) {
+    if (state.kind === 'live') return { status: 'conflict', currentVersion: state.version };
+    entry.plan = planFor(state);
+    return undefined;
+  }
+  if (state.kind !== 'live') return { status: 'conflict', currentVersion: 0 };
+  // Still at the expected version: the update never ran (a server that stopped the bulk early); send it again.
+  if (state.version === expected) return undefined;
+  // Another writer's version. (If ours was applied and then overwritten before this read, this is reported as
+  // a conflict too: the stored data is someone else's either way.)
+  return { status: 'conflict', currentVersion: state.version };
+}
+
+async function readStates(collection: Collection<UserDocument>, keys: string[]): Promise<Map<string, State>> {
+  const documents = await collection
+    .find({ _id: { $in: keys } }, { projection: STATE_PROJECTION, batchSize: Math.max(keys.length, 1) })
+    .toArray();
+  const states = new Map<string, State>();
+  for (const document of documents) states.set(document._id, stateOf(document));
+  return states;
+}
+
+function stateOf(document: Pick<UserDocument, 'version' | 'writeId' | 'deleted'> | null): State {
+  if (document === null) return MISSING;
+  if (document.deleted === true) return { kind: 'tombstone', version: document.version };
+  return { kind: 'live', version: document.version, writeId: document.writeId };
+}
+
+function writeErrorOf(writeError: { code: number; errmsg?: string; index: number }): Error {
+  // Servers may quote the whole rejected value (FerretDB does): keep the message readable in a log line.
+  let message = writeError.errmsg ?? 'write error';
+  if (message.length > 300) message = `${message.slice(0, 300)}…`;
+  return new AdapterError(NAME, `the server rejected this record (code ${writeError.code}): ${message}`, {
+    cause: writeError,
+  });
+}
+
+/** Two writes of one user in one batch would race each other inside the bulkWrite; only the first is sent. */
+function duplicateError(record: PreparedRecord, first: PreparedRecord): ValidationError {
+  return new ValidationError(
+    'DUPLICATE_KEY',
+    `User ${JSON.stringify(record.userId)} appears more than once in one batch (records ${first.index} and ` +
+      `${record.index}); only the first was written. Send at most one record per user in a batch.`,
+  );
+}
+
+function isDuplicateKey(error: Error): boolean {
+  return (error.cause as { code?: unknown } | undefined)?.code === DUPLICATE_KEY;
+}
+
+function closedError(operation: string): AdapterError {
+  return new AdapterError(NAME, `${operation}: the adapter is closed`, { code: 'ADAPTER_CLOSED' });
+}
+
+function invalidOptions(message: string): ValidationError {
+  return new ValidationError('INVALID_OPTIONS', `[${NAME}] ${message}`);
+}
+
+function positiveInteger(what: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value;
+  throw invalidOptions(`${what} must be a positive integer, got ${String(value)}.`);
+}
+
+/** MongoDB's database-name rules: no `/\. "$*<>:|?` or NUL, at most 63 characters. */
+function checkDatabaseName(value: unknown): string {
+  if (
+    typeof value === 'string' &&
+    /^[^/\\. "$*<>:|?]{1,63}$/.test(value) &&
+    !value.includes(String.fromCharCode(0))
+  ) {
+    return value;
+  }
+  throw invalidOptions(
+    `Invalid database ${JSON.stringify(String(value)).slice(0, 80)}: 1 to 63 characters, none of /\\. "$*<>:|? or NUL.`,
+  );
+}

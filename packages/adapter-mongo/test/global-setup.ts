@@ -1,0 +1,50 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ferretdbBinary, startFerretDB, startForTests } from '@cagey-sessions/test-servers';
+import type { TestProject } from 'vitest/node';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** URL of the MongoDB-compatible server for this run, or null when none could be started. */
+    mongoUrl: string | null;
+    /** `ferretdb` when the run started FerretDB itself; `external` when MONGODB_URI named the server. */
+    mongoServer: 'ferretdb' | 'external' | null;
+  }
+}
+
+const buildScript = fileURLToPath(new URL('../../../tools/test-servers/build-ferretdb.sh', import.meta.url));
+
+/**
+ * With MONGODB_URI set, the tests run against that server (a real MongoDB); otherwise one FerretDB is started
+ * for the run (built first when the Go toolchain is there and the binary is not) and stopped afterwards.
+ */
+export default async function setup(project: TestProject) {
+  const external = process.env.MONGODB_URI;
+  if (external) {
+    project.provide('mongoUrl', external);
+    project.provide('mongoServer', 'external');
+    return;
+  }
+  if (ferretdbBinary() === undefined && hasGo()) {
+    console.warn(
+      'adapter-mongo: building FerretDB once (a few minutes): bash tools/test-servers/build-ferretdb.sh',
+    );
+    const built = spawnSync('bash', [buildScript], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      timeout: 15 * 60_000,
+    });
+    if (built.status !== 0) console.warn(`adapter-mongo: building FerretDB failed (exit ${built.status})`);
+  }
+  const server = await startForTests('ferretdb', () => startFerretDB());
+  project.provide('mongoUrl', server?.url ?? null);
+  project.provide('mongoServer', server ? 'ferretdb' : null);
+  return async () => {
+    await server?.stop();
+  };
+}
+
+function hasGo(): boolean {
+  if (existsSync('/usr/local/go/bin/go')) return true;
+  return spawnSync('go', ['version'], { stdio: 'ignore' }).status === 0;
+}
