@@ -17,12 +17,15 @@ export class ServerUnavailableError extends Error {
   readonly code = 'SERVER_UNAVAILABLE';
   readonly kind: string;
   readonly missing: readonly string[];
+  /** The command that installs what is missing. */
+  readonly install: string;
 
   constructor(kind: string, missing: readonly string[], install = INSTALL_HINT) {
     super(`cannot start ${kind}: ${missing.join(', ')} not found. Install with: ${install}`);
     this.name = 'ServerUnavailableError';
     this.kind = kind;
     this.missing = missing;
+    this.install = install;
   }
 }
 
@@ -53,32 +56,32 @@ export async function startForTests<T>(
   start: () => Promise<T>,
   options: StartForTestsOptions = {},
 ): Promise<T | undefined> {
-  let missing: readonly string[] = [];
-  if (isServerKind(kind)) missing = serverAvailability(kind).missing;
-  if (missing.length === 0) {
+  let unavailable: ServerUnavailableError | undefined;
+  if (isServerKind(kind)) {
+    const { missing } = serverAvailability(kind);
+    if (missing.length > 0) unavailable = new ServerUnavailableError(kind, missing);
+  }
+  if (!unavailable) {
     try {
       return await start();
     } catch (error) {
       if (!(error instanceof ServerUnavailableError)) throw error;
-      missing = error.missing;
+      unavailable = error;
     }
   }
-  const message = unavailableMessage(kind, missing);
-  if (process.env.CI === 'true') {
-    throw new ServerUnavailableError(kind, missing);
-  }
-  (options.warn ?? console.warn)(message);
+  if (process.env.CI === 'true') throw unavailable;
+  (options.warn ?? console.warn)(unavailableMessage(kind, unavailable.missing, unavailable.install));
   return undefined;
 }
 
-function unavailableMessage(kind: string, missing: readonly string[]): string {
+function unavailableMessage(kind: string, missing: readonly string[], install: string): string {
   const rule = '!'.repeat(100);
   return [
     '',
     rule,
     `!!! ${kind}: tests that need this server are SKIPPED.`,
     `!!! Not found: ${missing.join(', ')}.`,
-    `!!! Install (Debian/Ubuntu, as root): ${INSTALL_HINT}`,
+    `!!! Install: ${install}`,
     '!!! With CI=true this is an error instead of a skip.',
     rule,
     '',

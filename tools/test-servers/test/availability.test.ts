@@ -38,6 +38,16 @@ describe('startForTests', () => {
     expect(warn).not.toHaveBeenCalled();
   });
 
+  it("the warning gives the start function's own install command when it names one", async () => {
+    vi.stubEnv('CI', '');
+    const warnings: string[] = [];
+    const custom = () =>
+      Promise.reject(new ServerUnavailableError('imaginary-db', ['imaginary'], 'make imaginary'));
+    await startForTests('imaginary-db', custom, { warn: (message) => warnings.push(message) });
+    expect(warnings[0]).toContain('make imaginary');
+    expect(warnings[0]).not.toContain(INSTALL_HINT);
+  });
+
   it('a server that is installed but fails to start is an error, not a skip', async () => {
     vi.stubEnv('CI', '');
     const broken = () => Promise.reject(new Error('exited during startup'));
