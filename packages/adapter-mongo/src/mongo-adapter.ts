@@ -95,6 +95,8 @@ interface Pending {
   expected: number | undefined;
   plan: Plan;
   writeId: string;
+  /** Send in a bulkWrite of its own: it was in a bulkWrite that a write error cut short (see `#send`). */
+  alone: boolean;
 }
 
 /** The stored state of a user as far as a save needs it. */
@@ -289,7 +291,7 @@ export class MongoAdapter implements PersistenceAdapter {
       const expected = record.expectedVersion;
       const plan: Plan =
         expected === undefined || expected === 0 ? { kind: 'insert' } : { kind: 'update', from: expected };
-      pending.push({ slot, key: record.key, data, expected, plan, writeId: '' });
+      pending.push({ slot, key: record.key, data, expected, plan, writeId: '', alone: false });
     }
     if (pending.length === 0) return results as SaveResult[];
 
@@ -304,12 +306,10 @@ export class MongoAdapter implements PersistenceAdapter {
       for (const entry of unconditional) entry.plan = planFor(states.get(entry.key) ?? MISSING);
     }
 
-    let wroteSomething = false;
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
       const updatedAt = new Date();
       for (let i = 0; i < pending.length; i++) pending[i]!.writeId = `${batchId}.${round}.${i}`;
-      const outcome = await this.#send(collection, pending, updatedAt, round === 0 && !wroteSomething);
-      wroteSomething = true;
+      const outcome = await this.#send(collection, pending, updatedAt, round === 0);
 
       const toRead: Pending[] = [];
       for (let i = 0; i < pending.length; i++) {
@@ -317,7 +317,10 @@ export class MongoAdapter implements PersistenceAdapter {
         const status = outcome[i]!;
         if (status.kind === 'ok') results[entry.slot] = { status: 'ok', version: newVersion(entry.plan) };
         else if (status.kind === 'error') results[entry.slot] = { status: 'error', error: status.error };
-        else toRead.push(entry);
+        else {
+          entry.alone = status.kind === 'suspect';
+          toRead.push(entry);
+        }
       }
       if (toRead.length === 0) {
         pending = [];
@@ -359,8 +362,14 @@ export class MongoAdapter implements PersistenceAdapter {
   }
 
   /**
-   * Sends one operation per pending record and classifies each: ok, error, or unknown (needs a read). Throws
-   * only when the first chunk of the first round fails as a whole, so that a rejected save wrote nothing.
+   * Sends one operation per pending record and classifies each: ok, error, unknown (needs a read) or suspect
+   * (unknown, and in a bulkWrite cut short by a write error). Throws only when the first bulkWrite of the first
+   * round fails as a whole, so that a rejected save wrote nothing.
+   *
+   * A write error's index is exact on MongoDB, which also carries on with the other operations of an unordered
+   * bulkWrite. FerretDB 1.x stops an update command at its first failing statement and reports index 0, so an
+   * update error only makes its bulkWrite's updates unknown; the ones still unwritten are then sent one per
+   * bulkWrite, where an error can only be their own.
    */
   async #send(
     collection: Collection<UserDocument>,
@@ -369,10 +378,24 @@ export class MongoAdapter implements PersistenceAdapter {
     mayThrow: boolean,
   ): Promise<Outcome[]> {
     const outcome: Outcome[] = new Array(pending.length);
-    const chunkSize = Math.min(this.#maxOps, pending.length);
-    for (let start = 0; start < pending.length; start += chunkSize) {
-      const chunk = pending.slice(start, start + chunkSize);
-      const operations = chunk.map((entry) => operationFor(entry, updatedAt));
+    const chunks: number[][] = [];
+    let open: number[] = [];
+    for (let i = 0; i < pending.length; i++) {
+      if (pending[i]!.alone) {
+        chunks.push([i]);
+        continue;
+      }
+      open.push(i);
+      if (open.length === this.#maxOps) {
+        chunks.push(open);
+        open = [];
+      }
+    }
+    if (open.length > 0) chunks.push(open);
+
+    for (let c = 0; c < chunks.length; c++) {
+      const chunk = chunks[c]!;
+      const operations = chunk.map((i) => operationFor(pending[i]!, updatedAt));
       let matched: number;
       const errors = new Map<number, Error>();
       try {
@@ -380,10 +403,10 @@ export class MongoAdapter implements PersistenceAdapter {
         matched = result.matchedCount;
       } catch (error) {
         if (!(error instanceof MongoBulkWriteError)) {
-          if (mayThrow && start === 0) throw error;
-          // Earlier chunks were written; this one's outcome is unknown, so its records fail on their own.
+          if (mayThrow && c === 0) throw error;
+          // Earlier bulkWrites were written; this one's outcome is unknown, so its records fail on their own.
           const wrapped = wrapDriverError(NAME, 'save', error);
-          for (let i = 0; i < chunk.length; i++) outcome[start + i] = { kind: 'error', error: wrapped };
+          for (const i of chunk) outcome[i] = { kind: 'error', error: wrapped };
           continue;
         }
         matched = error.result.matchedCount;
@@ -391,26 +414,31 @@ export class MongoAdapter implements PersistenceAdapter {
         for (const writeError of writeErrors) errors.set(writeError.index, writeErrorOf(writeError));
       }
       let updates = 0;
-      for (let i = 0; i < chunk.length; i++) {
-        const entry = chunk[i]!;
-        const error = errors.get(i);
-        if (entry.plan.kind === 'insert') {
-          if (error === undefined) outcome[start + i] = { kind: 'ok' };
-          else if (isDuplicateKey(error)) outcome[start + i] = { kind: 'unknown' };
-          else outcome[start + i] = { kind: 'error', error };
+      let updateFailed = false;
+      for (let j = 0; j < chunk.length; j++) {
+        const i = chunk[j]!;
+        const error = errors.get(j);
+        if (pending[i]!.plan.kind === 'insert') {
+          // Inserts are checked one by one on every server, so an insert's error is its own.
+          if (error === undefined) outcome[i] = { kind: 'ok' };
+          else if (isDuplicateKey(error)) outcome[i] = { kind: 'unknown' };
+          else outcome[i] = { kind: 'error', error };
+        } else if (error !== undefined && chunk.length === 1) {
+          outcome[i] = { kind: 'error', error };
         } else if (error !== undefined) {
-          outcome[start + i] = { kind: 'error', error };
+          updateFailed = true;
+          outcome[i] = { kind: 'unknown' };
         } else {
           updates++;
-          outcome[start + i] = { kind: 'ok' };
+          outcome[i] = { kind: 'ok' };
         }
       }
-      if (matched < updates) {
-        // Some updates matched nothing; which ones is not in a bulkWrite's result, so all of them are read.
-        for (let i = 0; i < chunk.length; i++) {
-          if (chunk[i]!.plan.kind !== 'insert' && outcome[start + i]!.kind === 'ok') {
-            outcome[start + i] = { kind: 'unknown' };
-          }
+      if (updateFailed || matched < updates) {
+        // Which updates matched is not in a bulkWrite's result: all of them are read.
+        for (const i of chunk) {
+          if (pending[i]!.plan.kind === 'insert') continue;
+          if (updateFailed) outcome[i] = { kind: 'suspect' };
+          else if (outcome[i]!.kind === 'ok') outcome[i] = { kind: 'unknown' };
         }
       }
     }
@@ -418,7 +446,7 @@ export class MongoAdapter implements PersistenceAdapter {
   }
 }
 
-type Outcome = { kind: 'ok' } | { kind: 'error'; error: Error } | { kind: 'unknown' };
+type Outcome = { kind: 'ok' } | { kind: 'error'; error: Error } | { kind: 'unknown' } | { kind: 'suspect' };
 
 const MISSING: State = { kind: 'missing' };
 const STATE_PROJECTION = { version: 1, writeId: 1, deleted: 1 } as const;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { MongoClient } from 'mongodb';
+import { MongoClient, type MongoClientOptions } from 'mongodb';
 import { inject } from 'vitest';
 
 /**
@@ -30,8 +30,8 @@ export function serverOptions(): { maxOpsPerBulkWrite?: number } {
   return onFerretDB() ? { maxOpsPerBulkWrite: FERRETDB_OPS_PER_BULK_WRITE } : {};
 }
 
-export function newClient(url: string): MongoClient {
-  return new MongoClient(url, { serverSelectionTimeoutMS: 10_000 });
+export function newClient(url: string, options: MongoClientOptions = {}): MongoClient {
+  return new MongoClient(url, { serverSelectionTimeoutMS: 10_000, ...options });
 }
 
 export function randomName(prefix = 'am'): string {
