@@ -13,6 +13,7 @@
  * Run with `pnpm bench`; it starts its own servers and writes bench-results/adapter-redis.json.
  */
 import { randomBytes } from 'node:crypto';
+import { cpus, loadavg } from 'node:os';
 import { type BenchRow, report, timeMs } from '@cagey-sessions/bench-kit';
 import {
   create,
@@ -287,7 +288,14 @@ function rows(mode: string, result: ModeResult): BenchRow[] {
 
 const deadline = performance.now() + TIME_BUDGET_MS;
 const results: BenchRow[] = [];
-const meta: Record<string, unknown> = { sessions: SESSIONS, rounds: ROUNDS, slowRounds: SLOW_ROUNDS };
+const meta: Record<string, unknown> = {
+  sessions: SESSIONS,
+  rounds: ROUNDS,
+  slowRounds: SLOW_ROUNDS,
+  cpus: cpus().length,
+  // Other work on the machine skews every contender; the load averages say how busy it was.
+  loadAverageBefore: loadavg(),
+};
 
 // CAGEY_BENCH_REDIS_URL / CAGEY_BENCH_REDIS_CLUSTER_URL (redis+cluster://h1:p1,h2:p2) name servers to use
 // instead of starting them.
@@ -319,4 +327,5 @@ try {
   await cluster?.stop();
 }
 
+meta.loadAverageAfter = loadavg();
 report('adapter-redis', results, meta);
