@@ -40,10 +40,11 @@ interface CommonOptions {
   /** Largest batch core sends in one `save` (core uses it as its batch size). Default 1000. */
   maxBatchSize?: number;
   /**
-   * Largest number of write operations sent in one `bulkWrite`; a bigger save is sent as several, one after
-   * the other. Default: no limit, one `bulkWrite` per save. FerretDB 1.x needs 50 or less (see the README).
+   * Largest number of update operations in one `bulkWrite` (inserts are not counted); a save with more is sent
+   * as several bulkWrites, one after the other. Default: no limit, one `bulkWrite` per save. FerretDB 1.x needs
+   * 50 or less (see the README).
    */
-  maxOpsPerBulkWrite?: number;
+  maxUpdatesPerBulkWrite?: number;
 }
 
 /** Options of `MongoAdapter`: an existing client (or a promise of one), a `Db`, or a connection URL. */
@@ -113,7 +114,7 @@ export class MongoAdapter implements PersistenceAdapter {
   readonly name = NAME;
   readonly maxBatchSize: number;
   readonly collectionName: string;
-  readonly #maxOps: number;
+  readonly #maxUpdates: number;
   readonly #owned: MongoClient | undefined;
   #collection: Promise<Collection<UserDocument>> | undefined;
   readonly #resolveCollection: () => Promise<Collection<UserDocument>>;
@@ -126,9 +127,9 @@ export class MongoAdapter implements PersistenceAdapter {
     }
     this.collectionName = checkIdentifier(NAME, 'collection', options.collection ?? DEFAULT_COLLECTION, 120);
     this.maxBatchSize = positiveInteger('maxBatchSize', options.maxBatchSize, DEFAULT_MAX_BATCH_SIZE);
-    this.#maxOps = positiveInteger(
-      'maxOpsPerBulkWrite',
-      options.maxOpsPerBulkWrite,
+    this.#maxUpdates = positiveInteger(
+      'maxUpdatesPerBulkWrite',
+      options.maxUpdatesPerBulkWrite,
       Number.POSITIVE_INFINITY,
     );
     const given = [options.client, options.db, options.url].filter((value) => value !== undefined).length;
@@ -260,7 +261,7 @@ export class MongoAdapter implements PersistenceAdapter {
 
   /**
    * Writes validated records. Each round sends one operation per pending record (in one unordered bulkWrite,
-   * or in chunks of `maxOpsPerBulkWrite`), then learns each record's outcome:
+   * or in chunks of `maxUpdatesPerBulkWrite` updates), then learns each record's outcome:
    * - an insert either succeeded or failed with a duplicate key (the user has a document);
    * - the updates all succeeded when the matched count says so (the common case: one round trip in all);
    *   otherwise one `find` reads the stored versions and `writeId`s, which tell apart "written by us",
@@ -380,15 +381,17 @@ export class MongoAdapter implements PersistenceAdapter {
     const outcome: Outcome[] = new Array(pending.length);
     const chunks: number[][] = [];
     let open: number[] = [];
+    let openUpdates = 0;
     for (let i = 0; i < pending.length; i++) {
       if (pending[i]!.alone) {
         chunks.push([i]);
         continue;
       }
       open.push(i);
-      if (open.length === this.#maxOps) {
+      if (pending[i]!.plan.kind !== 'insert' && ++openUpdates === this.#maxUpdates) {
         chunks.push(open);
         open = [];
+        openUpdates = 0;
       }
     }
     if (open.length > 0) chunks.push(open);

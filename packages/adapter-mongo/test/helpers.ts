@@ -22,12 +22,12 @@ export function onFerretDB(): boolean {
   return inject('mongoServer') === 'ferretdb';
 }
 
-/** FerretDB 1.x deadlocks on an update command of about 100 statements or more (see the README). */
-export const FERRETDB_OPS_PER_BULK_WRITE = 50;
+/** FerretDB 1.x stalls on an update command of about 100 statements or more (see the README). */
+export const FERRETDB_UPDATES_PER_BULK_WRITE = 50;
 
 /** Adapter options that the run's server needs. */
-export function serverOptions(): { maxOpsPerBulkWrite?: number } {
-  return onFerretDB() ? { maxOpsPerBulkWrite: FERRETDB_OPS_PER_BULK_WRITE } : {};
+export function serverOptions(): { maxUpdatesPerBulkWrite?: number } {
+  return onFerretDB() ? { maxUpdatesPerBulkWrite: FERRETDB_UPDATES_PER_BULK_WRITE } : {};
 }
 
 export function newClient(url: string, options: MongoClientOptions = {}): MongoClient {

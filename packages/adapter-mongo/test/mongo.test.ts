@@ -110,7 +110,7 @@ describe.skipIf(url === null)('MongoAdapter against a server', () => {
 
   describe('round trips', () => {
     it('a batch of conditional writes is one bulkWrite, and a read follows only when something conflicted', async () => {
-      const users = adapter(randomName(), { maxOpsPerBulkWrite: undefined });
+      const users = adapter(randomName(), { maxUpdatesPerBulkWrite: undefined });
       const n = 40;
       const ids = Array.from({ length: n }, (_, i) => `user-${i}`);
       takeCommands(users);
@@ -134,15 +134,22 @@ describe.skipIf(url === null)('MongoAdapter against a server', () => {
       expect(takeCommands(users)).toEqual(['update', 'find']);
     });
 
-    it('maxOpsPerBulkWrite splits a save into bulkWrites of at most that many operations', async () => {
-      const users = adapter(randomName(), { maxOpsPerBulkWrite: 10 });
+    it('maxUpdatesPerBulkWrite splits the updates of a save into bulkWrites of at most that many', async () => {
+      const users = adapter(randomName(), { maxUpdatesPerBulkWrite: 10 });
       takeCommands(users);
-      const results = await users.save(
-        Array.from({ length: 25 }, (_, i) => ({ userId: i, userData: { i }, expectedVersion: 0 })),
-      );
-      expect(results.every((result) => result.status === 'ok')).toBe(true);
-      expect(takeCommands(users)).toEqual(['insert', 'insert', 'insert']);
-      expect(await raw(users).countDocuments()).toBe(25);
+      const records = (version: number) =>
+        Array.from({ length: 25 }, (_, i) => ({
+          userId: i,
+          userData: { i, version },
+          expectedVersion: version,
+        }));
+      const inserted = await users.save(records(0));
+      expect(inserted.every((result) => result.status === 'ok' && result.version === 1)).toBe(true);
+      expect(takeCommands(users), 'inserts are not limited').toEqual(['insert']);
+      const updated = await users.save(records(1));
+      expect(updated.every((result) => result.status === 'ok' && result.version === 2)).toBe(true);
+      expect(takeCommands(users)).toEqual(['update', 'update', 'update']);
+      expect(await raw(users).countDocuments({ version: 2 })).toBe(25);
     });
 
     it('a 10,000-record batch is stored whole, with versions, in one save', {
@@ -179,7 +186,9 @@ describe.skipIf(url === null)('MongoAdapter against a server', () => {
       expect(() => new MongoAdapter({ url: 'http://example.invalid/' })).toThrow(/mongodb:\/\//);
       expect(() => new MongoAdapter({ client, database: 'a.b' })).toThrow(/Invalid database/);
       expect(() => new MongoAdapter({ client, maxBatchSize: 0 })).toThrow(/maxBatchSize/);
-      expect(() => new MongoAdapter({ client, maxOpsPerBulkWrite: 1.5 })).toThrow(/maxOpsPerBulkWrite/);
+      expect(() => new MongoAdapter({ client, maxUpdatesPerBulkWrite: 1.5 })).toThrow(
+        /maxUpdatesPerBulkWrite/,
+      );
     });
 
     it('a driver error is an AdapterError with the cause, and never shows the password of the URL', async () => {

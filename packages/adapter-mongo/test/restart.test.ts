@@ -1,7 +1,7 @@
 import { type FerretDBServer, ferretdbBinary, startFerretDB } from '@cagey-sessions/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MongoAdapter } from '../src/index.js';
-import { FERRETDB_OPS_PER_BULK_WRITE } from './helpers.js';
+import { FERRETDB_UPDATES_PER_BULK_WRITE } from './helpers.js';
 
 /** This test restarts its server, so it runs on a FerretDB of its own (also when MONGODB_URI is set). */
 function binaryOrWarn(): string | undefined {
@@ -24,7 +24,7 @@ describe.skipIf(binaryOrWarn() === undefined)('MongoAdapter across a server rest
       url: server.url,
       clientOptions: { serverSelectionTimeoutMS: 20_000 },
       database: 'restart',
-      maxOpsPerBulkWrite: FERRETDB_OPS_PER_BULK_WRITE,
+      maxUpdatesPerBulkWrite: FERRETDB_UPDATES_PER_BULK_WRITE,
     });
     await adapter.setup();
   });
