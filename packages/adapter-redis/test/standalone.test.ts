@@ -223,12 +223,12 @@ describe.skipIf(!url)('RedisAdapter on a standalone server', () => {
     it('is applied on every write and on the tombstone', async () => {
       const a = adapter({ ttl: '1h' });
       await a.save([{ userId: 'u', userData: {} }]);
-      await raw.pexpire(a.keyFor('u'), 1000);
+      await raw.pexpire(a.keyFor('u'), 60_000);
       await a.save([{ userId: 'u', userData: { n: 2 } }]);
       const afterSave = await raw.pttl(a.keyFor('u'));
       expect(afterSave).toBeGreaterThan(3_500_000);
       expect(afterSave).toBeLessThanOrEqual(3_600_000);
-      await raw.pexpire(a.keyFor('u'), 1000);
+      await raw.pexpire(a.keyFor('u'), 60_000);
       await a.delete('u');
       expect(await raw.pttl(a.keyFor('u'))).toBeGreaterThan(3_500_000);
       expect(await rawVersion(raw, a.keyFor('u'))).toBe(3);
@@ -250,8 +250,11 @@ describe.skipIf(!url)('RedisAdapter on a standalone server', () => {
             }
           });
         });
-        await a.save([{ userId: 'short-lived', userData: { n: 1 } }]);
-        expect(await a.load('short-lived')).toEqual({ userData: { n: 1 }, version: 1 });
+        // The expired event for this key proves it was written and then dropped; a load right after the save
+        // could already miss it on a busy machine.
+        expect(await a.save([{ userId: 'short-lived', userData: { n: 1 } }])).toEqual([
+          { status: 'ok', version: 1 },
+        ]);
         await expired;
         expect(await a.load('short-lived')).toBeUndefined();
         expect(await raw.exists(key)).toBe(0);
