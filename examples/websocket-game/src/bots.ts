@@ -162,7 +162,9 @@ export class Bot {
         this.counters.rejected++;
         break;
       case 'error':
-        this.#error(`${reply.code}: ${reply.message}`);
+        // The server is going away: not a failure of this player, just the end of the game.
+        if (reply.code === 'SHUTTING_DOWN') this.serverGone = true;
+        else this.#error(`${reply.code}: ${reply.message}`);
         break;
     }
   }
@@ -201,6 +203,10 @@ export class Bot {
         ? { t: 'login', seq: 0, userId: this.userId }
         : { t: 'login', seq: 0, userId: this.userId, token };
     const reply = await this.#request(message);
+    if (reply.t === 'error' && reply.code === 'SHUTTING_DOWN') {
+      this.serverGone = true;
+      throw new ServerGone('the server is shutting down');
+    }
     if (reply.t !== 'welcome') throw new Error(`login refused: ${JSON.stringify(reply)}`);
     if (this.state === undefined) this.returning = reply.returning;
     else {

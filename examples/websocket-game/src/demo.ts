@@ -12,7 +12,14 @@ import { parseDuration, parseInteger, UsageError } from './cli.js';
 import type { Player } from './game.js';
 import { launchServer, type ServerExit } from './launch.js';
 import type { ServerStats } from './server.js';
-import { defaultDataDir, isStoreKind, openStore, STORE_KINDS, type StoreKind } from './stores.js';
+import {
+  checkStoreEnv,
+  defaultDataDir,
+  isStoreKind,
+  openStore,
+  STORE_KINDS,
+  type StoreKind,
+} from './stores.js';
 import { compareWithStore, type Difference, describeDifference, missingPurchases } from './verify.js';
 
 const USAGE = `Usage: pnpm demo [options]
@@ -24,7 +31,7 @@ const USAGE = `Usage: pnpm demo [options]
   --data-dir <dir>     PGlite files and the server log (default ${defaultDataDir()})
   --namespace <name>   table / key prefix / collection name part (default game)
   --grace <time>       how long a dropped player's session waits for a reconnect (default 1500ms)
-  --interval <time>    how often the server flushes changed player data (default 2s)
+  --interval <time>    how often the server flushes changed player data (default 3s)
   --seed <n>           seed for the bots' choices (default: random)
   --report <file>      also write the summary as JSON to this file`;
 
@@ -73,7 +80,7 @@ function parseOptions(argv: string[]): DemoOptions | undefined {
       'data-dir': { type: 'string', default: defaultDataDir() },
       namespace: { type: 'string', default: 'game' },
       grace: { type: 'string', default: '1500ms' },
-      interval: { type: 'string', default: '2s' },
+      interval: { type: 'string', default: '3s' },
       seed: { type: 'string' },
       report: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -100,10 +107,13 @@ function parseOptions(argv: string[]): DemoOptions | undefined {
 
 const number = new Intl.NumberFormat('en-US');
 const fmt = (n: number) => number.format(Math.round(n));
+/** `1 player`, `3 players` */
+const count = (n: number, noun: string) => `${fmt(n)} ${noun}${n === 1 ? '' : 's'}`;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 
 async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.stdout): Promise<DemoSummary> {
   const say = (line = '') => out.write(`${line}\n`);
+  checkStoreEnv(options.store);
   mkdirSync(options.dataDir, { recursive: true });
   const logFile = join(options.dataDir, `server-${options.store}.log`);
   writeFileSync(logFile, '');
@@ -141,10 +151,25 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
     seed: options.seed,
   });
   const started = performance.now();
+  // Ctrl-C reaches the server too (same process group), which shuts down gracefully; the run then ends early
+  // and is checked like any other. A second Ctrl-C quits at once.
+  let interrupted = false;
+  const interrupt = () => {
+    interrupted = true;
+    fleet.stop();
+    out.write('\n  interrupted: ending the run early; the check still runs (Ctrl-C again to quit now)\n');
+    process.once('SIGINT', () => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
   await showProgress(out, fleet, server.port, started, options);
+  process.off('SIGINT', interrupt);
   const playedMs = performance.now() - started;
 
-  say(`Stopping the server with SIGTERM: it stops taking actions, then stores every player's data...`);
+  say(
+    interrupted
+      ? 'Waiting for the server, which got the Ctrl-C too, to store every player and exit...'
+      : "Stopping the server with SIGTERM: it stops taking actions, then stores every player's data...",
+  );
   let exit: ServerExit;
   try {
     exit = await server.stop('SIGTERM');
@@ -156,7 +181,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
     report === undefined
       ? `the server exited (${exit.signal ?? `code ${exit.code}`}) without a shutdown report; see ${logFile}`
       : `the server exited with code ${exit.code} after ${seconds(report.durationMs)}: ` +
-        `${fmt(report.stats.written)} writes in all, ${report.unsaved.length} players unsaved`;
+        `${fmt(report.stats.written)} writes in all, ${count(report.unsaved.length, 'player')} unsaved`;
   say(`  ${shutdownNote}`);
 
   // What each player must find in the store: the last state the server acknowledged to them.
@@ -164,7 +189,11 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   for (const bot of fleet.bots) if (bot.state !== undefined) acknowledged.set(userKey(bot.userId), bot.state);
   const finalState = new Map(Object.entries(report?.finalState ?? {}));
 
-  say(`Reading every player back from the store (a new connection, after the server exited)...`);
+  say(
+    options.store === 'memory'
+      ? 'Reading every player from the memory store, whose contents the server sent as it exited...'
+      : 'Reading every player back from the store (a new connection, after the server exited)...',
+  );
   let read: (userId: string) => Promise<unknown>;
   let closeStore = async () => {};
   if (options.store === 'memory') {
@@ -215,16 +244,18 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   if (exit.code !== 0)
     problems.push(`the server exited with ${exit.signal ?? `code ${exit.code}`} (log: ${logFile})`);
   if (report === undefined) problems.push('no shutdown report from the server');
-  else if (report.unsaved.length > 0) problems.push(`${report.unsaved.length} players not saved at shutdown`);
-  if (loggedIn < options.players) problems.push(`${options.players - loggedIn} bots never logged in`);
-  if (bots.errors > 0) problems.push(`${bots.errors} bot errors (e.g. ${firstError(fleet.bots)})`);
+  else if (report.unsaved.length > 0)
+    problems.push(`${count(report.unsaved.length, 'player')} not saved at shutdown`);
+  if (loggedIn < options.players)
+    problems.push(`${count(options.players - loggedIn, 'bot')} never logged in`);
+  if (bots.errors > 0) problems.push(`${count(bots.errors, 'bot error')} (e.g. ${firstError(fleet.bots)})`);
   if (bots.mismatches > 0)
-    problems.push(`${bots.mismatches} logins returned data other than last acknowledged`);
+    problems.push(`${count(bots.mismatches, 'login')} returned data other than last acknowledged`);
   if (differences.length > 0)
-    problems.push(`${differences.length} players differ from their acknowledged state`);
+    problems.push(`${count(differences.length, 'player')} differ from their acknowledged state`);
   if (finalDifferences.length > 0)
-    problems.push(`${finalDifferences.length} players differ from the server's final state`);
-  if (missing > 0) problems.push(`${missing} acknowledged purchases are missing from the store`);
+    problems.push(`${count(finalDifferences.length, 'player')} differ from the server's final state`);
+  if (missing > 0) problems.push(`${count(missing, 'acknowledged purchase')} missing from the store`);
   summary.ok = problems.length === 0;
 
   const stats = report?.stats;
@@ -247,7 +278,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
         `${fmt(stats.conflicts)} conflicts`,
     );
     say(
-      `  shutdown     ${fmt(report!.dirtyAtShutdown)} players had unsaved changes at SIGTERM; ` +
+      `  shutdown     ${count(report!.dirtyAtShutdown, 'player')} had unsaved changes at SIGTERM; ` +
         `all stored in ${seconds(report!.durationMs)}, ${report!.unsaved.length} unsaved`,
     );
   }
@@ -306,7 +337,7 @@ async function showProgress(
       `  actions/s ${fmt((actions - last.actions) / elapsed).padStart(5)}` +
       `  writes/s ${fmt((written - last.written) / elapsed).padStart(5)}` +
       `  dirty ${fmt(stats?.dirty ?? 0).padStart(4)}` +
-      `  ${left > 0 ? `${Math.ceil(left / 1000)} s left` : 'finishing'}`;
+      `  ${left >= 500 ? `${Math.round(left / 1000)} s left` : 'finishing'}`;
     last = { at: now, actions, written };
     out.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
   }

@@ -63,6 +63,7 @@ async function main(): Promise<number> {
       interval,
       shutdownTimeout,
       log,
+      ...(store.tuning === undefined ? {} : { tuning: store.tuning }),
     });
     log.info?.({ store: store.location }, `game server listening on ${server.url}`);
     await report({ type: 'ready', port: server.port, location: store.location });
@@ -93,7 +94,7 @@ async function main(): Promise<number> {
       `all player data stored in ${Math.round(result.durationMs)} ms`,
     );
   } else {
-    log.error?.({ unsaved: result.unsaved }, `${result.unsaved.length} players could not be stored`);
+    log.error?.({ unsaved: result.unsaved }, `players not stored: ${result.unsaved.length}`);
   }
   await report(
     contents === undefined

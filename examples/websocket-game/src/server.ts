@@ -12,6 +12,7 @@ import {
   type Logger,
   type PersistenceAdapter,
   PersistenceError,
+  type PersistenceOptions,
   type Session,
   type SessionManager,
   userKey,
@@ -40,6 +41,8 @@ export interface GameServerOptions {
   interval?: Duration;
   /** How long shutdown keeps retrying unsaved data. Default `'15s'`. */
   shutdownTimeout?: Duration;
+  /** Batch size and write concurrency for the store, when it needs other than core's defaults. */
+  tuning?: Pick<PersistenceOptions, 'batchSize' | 'concurrency'>;
   log?: Logger;
   random?: Random;
 }
@@ -127,6 +130,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
           interval: options.interval ?? '10s',
           events: ['disconnect', 'shutdown'],
           shutdownTimeout: options.shutdownTimeout ?? '15s',
+          ...options.tuning,
         },
       },
     },
@@ -237,6 +241,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
         counters.takeovers++;
         detach(existing, CLOSE_REPLACED, 'logged in on another connection');
         await existing.destroy();
+        if (closing) return;
       }
       const token = randomUUID();
       const session = await manager.create(token);

@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type PersistenceAdapter, redactCredentials } from '@cagey-sessions/core';
+import { type PersistenceAdapter, type PersistenceOptions, redactCredentials } from '@cagey-sessions/core';
 
 export const STORE_KINDS = ['pglite', 'postgres', 'redis', 'mongo', 'memory'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
@@ -28,6 +28,8 @@ export interface OpenStore {
   adapter: PersistenceAdapter;
   /** Where the data lives, fit to print: passwords are masked. */
   location: string;
+  /** Batch size and concurrency this store needs from core's persistence pipeline, when not the defaults. */
+  tuning?: Pick<PersistenceOptions, 'batchSize' | 'concurrency'>;
   /**
    * For the in-process memory store only: everything it holds, read straight from the store. Other stores are
    * read back by opening them again from another process.
@@ -38,6 +40,8 @@ export interface OpenStore {
 }
 
 const NAMESPACE = /^[a-z][a-z0-9_]{0,39}$/;
+/** Updates per bulk write, and per batch, that FerretDB 1.x handles without stalling. */
+const FERRETDB_BATCH = 50;
 
 /** Opens the store `kind` and creates its table or index when the adapter needs one. */
 export async function openStore(kind: StoreKind, config: StoreConfig): Promise<OpenStore> {
@@ -87,7 +91,7 @@ export async function openStore(kind: StoreKind, config: StoreConfig): Promise<O
       }
     }
     case 'postgres': {
-      const url = required(env, 'DATABASE_URL', 'postgres://user:password@127.0.0.1:5432/game');
+      const url = urlFor(kind, env);
       const { PostgresAdapter } = await import('@cagey-sessions/adapter-postgres');
       const adapter = new PostgresAdapter({ url, table: `${namespace}_players`, pool: { max: 4 } });
       return withSetup(adapter, {
@@ -98,7 +102,7 @@ export async function openStore(kind: StoreKind, config: StoreConfig): Promise<O
       });
     }
     case 'redis': {
-      const url = required(env, 'REDIS_URL', 'redis://127.0.0.1:6379');
+      const url = urlFor(kind, env);
       const { RedisAdapter } = await import('@cagey-sessions/adapter-redis');
       const adapter = new RedisAdapter({ url, prefix: `${namespace}:player:` });
       return withSetup(adapter, {
@@ -108,8 +112,41 @@ export async function openStore(kind: StoreKind, config: StoreConfig): Promise<O
         close: () => adapter.close(),
       });
     }
-    case 'mongo':
-      throw new Error('The MongoDB store is not available in this build.');
+    case 'mongo': {
+      const url = urlFor(kind, env);
+      const [{ MongoClient }, { MongoAdapter }] = await Promise.all([
+        import('mongodb'),
+        import('@cagey-sessions/adapter-mongo'),
+      ]);
+      const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000 });
+      try {
+        await client.connect();
+        const database = /^mongodb(?:\+srv)?:\/\/[^/]+\/([^?]+)/.exec(url)?.[1] ?? 'game';
+        const buildInfo = await client.db(database).admin().command({ buildInfo: 1 });
+        const ferretdb = typeof buildInfo.ferretdbVersion === 'string';
+        const adapter = new MongoAdapter({
+          client,
+          database,
+          collection: `${namespace}_players`,
+          ...(ferretdb ? { maxOpsPerBulkWrite: FERRETDB_BATCH } : {}),
+        });
+        return withSetup(adapter, {
+          kind,
+          adapter,
+          // FerretDB 1.x (SQLite backend) stops answering when several bulk writes of dozens of updates run
+          // at once, so it gets one small batch at a time. MongoDB needs no tuning.
+          ...(ferretdb ? { tuning: { batchSize: FERRETDB_BATCH, concurrency: 1 } } : {}),
+          location: `${ferretdb ? 'FerretDB' : 'MongoDB'} at ${describeUrl(url)}, collection ${database}.${namespace}_players`,
+          close: async () => {
+            await adapter.close();
+            await client.close();
+          },
+        });
+      } catch (error) {
+        await client.close().catch(() => {});
+        throw error;
+      }
+    }
   }
 }
 
@@ -123,10 +160,23 @@ async function withSetup(adapter: PersistenceAdapter, store: OpenStore): Promise
   return store;
 }
 
-function required(env: NodeJS.ProcessEnv, name: string, example: string): string {
+/** The environment variable each server store reads its URL from, with an example value. */
+export const STORE_URL_VARIABLES = {
+  postgres: ['DATABASE_URL', 'postgres://user:password@127.0.0.1:5432/game'],
+  redis: ['REDIS_URL', 'redis://127.0.0.1:6379'],
+  mongo: ['MONGODB_URI', 'mongodb://127.0.0.1:27017/game'],
+} as const satisfies Partial<Record<StoreKind, readonly [string, string]>>;
+
+/** Throws, naming the variable to set, when `kind` needs a URL the environment does not give. */
+export function checkStoreEnv(kind: StoreKind, env: NodeJS.ProcessEnv = process.env): void {
+  if (kind === 'postgres' || kind === 'redis' || kind === 'mongo') urlFor(kind, env);
+}
+
+function urlFor(kind: keyof typeof STORE_URL_VARIABLES, env: NodeJS.ProcessEnv): string {
+  const [name, example] = STORE_URL_VARIABLES[kind];
   const value = env[name];
   if (value === undefined || value === '') {
-    throw new Error(`Set ${name} to use this store, e.g. ${name}=${example}`);
+    throw new Error(`Set ${name} to use the ${kind} store, e.g. ${name}=${example}`);
   }
   return value;
 }

@@ -1,4 +1,4 @@
-import { startForTests, startPostgres, startRedis } from '@cagey-sessions/test-servers';
+import { startFerretDB, startForTests, startPostgres, startRedis } from '@cagey-sessions/test-servers';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
@@ -8,18 +8,22 @@ declare module 'vitest' {
   }
 }
 
-/** Starts one PostgreSQL and one Redis for the whole run; the tests give each run its own namespace. */
+/**
+ * Starts one PostgreSQL, one Redis and one FerretDB (the MongoDB-compatible server) for the whole run; every
+ * test uses its own namespace on them.
+ */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const [postgres, redis] = await Promise.all([
+  const [postgres, redis, mongo] = await Promise.all([
     startForTests('postgres', () => startPostgres()),
     startForTests('redis', () => startRedis()),
+    startForTests('ferretdb', () => startFerretDB()),
   ]);
   project.provide('storeUrls', {
     postgres: postgres?.url ?? null,
     redis: redis?.url ?? null,
-    mongo: null,
+    mongo: mongo?.url ?? null,
   });
   return async () => {
-    await Promise.all([postgres?.stop(), redis?.stop()]);
+    await Promise.all([postgres?.stop(), redis?.stop(), mongo?.stop()]);
   };
 }

@@ -19,6 +19,7 @@ export function storeEnv(kind: StoreKind, test: string): NodeJS.ProcessEnv | nul
   if (kind === 'memory' || kind === 'pglite') return env;
   const url = inject('storeUrls')[kind];
   if (url === null) {
+    if (process.env.CI === 'true') throw new Error(`${test}: no ${kind} server for this run, and CI=true.`);
     console.warn(
       `\n⚠ ${test}: SKIPPED — no ${kind} server could be started (see the warning from global setup).\n` +
         '  Install it with: bash tools/test-servers/install-servers.sh (CI fails instead of skipping).\n',
