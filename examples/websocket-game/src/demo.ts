@@ -151,25 +151,25 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
     seed: options.seed,
   });
   const started = performance.now();
-  // Ctrl-C reaches the server too (same process group), which shuts down gracefully; the run then ends early
-  // and is checked like any other. A second Ctrl-C quits at once.
-  let interrupted = false;
+  // Ctrl-C ends the run early; the server (in its own process group) is then stopped and checked as usual.
+  // A second Ctrl-C quits at once, and the server, seeing its parent gone, shuts down gracefully by itself.
+  let interruptedAt: number | undefined;
   const interrupt = () => {
-    interrupted = true;
+    // tsx passes the terminal's SIGINT on to this process as well: one Ctrl-C can arrive twice at once.
+    if (interruptedAt !== undefined) {
+      if (performance.now() - interruptedAt > 1000) process.exit(130);
+      return;
+    }
+    interruptedAt = performance.now();
     fleet.stop();
     out.write('\n  interrupted: ending the run early; the check still runs (Ctrl-C again to quit now)\n');
-    process.once('SIGINT', () => process.exit(130));
   };
-  process.once('SIGINT', interrupt);
+  process.on('SIGINT', interrupt);
   await showProgress(out, fleet, server.port, started, options);
-  process.off('SIGINT', interrupt);
+  if (interruptedAt === undefined) process.off('SIGINT', interrupt);
   const playedMs = performance.now() - started;
 
-  say(
-    interrupted
-      ? 'Waiting for the server, which got the Ctrl-C too, to store every player and exit...'
-      : "Stopping the server with SIGTERM: it stops taking actions, then stores every player's data...",
-  );
+  say("Stopping the server with SIGTERM: it stops taking actions, then stores every player's data...");
   let exit: ServerExit;
   try {
     exit = await server.stop('SIGTERM');
@@ -323,7 +323,7 @@ async function showProgress(
   });
   let last = { at: started, actions: 0, written: 0 };
   // Bounded: the fleet ends at its deadline; the extra ticks cover bots finishing their last request.
-  const maxTicks = Math.ceil((options.durationMs + 60_000) / everyMs);
+  const maxTicks = Math.ceil((options.durationMs + 90_000) / everyMs);
   for (let tick = 0; tick < maxTicks && !finished; tick++) {
     await Promise.race([fleet.done, new Promise((resolve) => setTimeout(resolve, everyMs))]);
     const now = performance.now();

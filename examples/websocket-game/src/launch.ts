@@ -33,7 +33,10 @@ export interface ServerProcess {
   /** Where the data lives, as the server describes it (no credentials). */
   readonly location: string;
   readonly child: ChildProcess;
-  /** Sends a signal (default SIGTERM) and resolves with the exit and the shutdown report, if one came. */
+  /**
+   * Sends a signal (default SIGTERM) and resolves with the exit and the shutdown report, if one came. Kills the
+   * server if it has not exited after `timeoutMs`.
+   */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<ServerExit>;
 }
 
@@ -77,6 +80,9 @@ export async function launchServer(options: LaunchOptions): Promise<ServerProces
       cwd: packageDir,
       env: { ...(options.env ?? process.env), ...ts.env },
       stdio: ['ignore', log, log, 'ipc'],
+      // Its own process group: a Ctrl-C in the terminal reaches the parent only, which then stops the server
+      // with one SIGTERM. If the parent dies, the server sees the IPC channel close and shuts down by itself.
+      detached: true,
     });
   } finally {
     closeSync(log);
@@ -126,7 +132,7 @@ export async function launchServer(options: LaunchOptions): Promise<ServerProces
     url: `ws://127.0.0.1:${started.port}`,
     location: started.location,
     child,
-    async stop(signal = 'SIGTERM', timeoutMs = 60_000) {
+    async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 60_000) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       let killTimer: NodeJS.Timeout | undefined;
       const exit = await Promise.race([
@@ -137,7 +143,7 @@ export async function launchServer(options: LaunchOptions): Promise<ServerProces
       ]).finally(() => clearTimeout(killTimer));
       if (exit === undefined) {
         child.kill('SIGKILL');
-        throw new Error(`The game server did not exit within ${timeoutMs} ms of ${signal}; killed it.`);
+        throw new Error(`The game server did not exit within ${timeoutMs} ms; killed it.`);
       }
       return {
         ...exit,

@@ -217,8 +217,11 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       return;
     }
     const key = userKey(msg.userId);
+    const refuse = () =>
+      send(conn, { t: 'error', seq: msg.seq, code: 'SHUTTING_DOWN', message: 'the server is shutting down' });
     await exclusive(key, async () => {
-      if (closing || conn.closed) return;
+      if (closing) return refuse();
+      if (conn.closed) return;
       if (msg.token !== undefined) {
         const session = manager.findByKey(msg.token);
         if (session !== undefined && !session.isDestroyed && session.userId === msg.userId) {
@@ -241,7 +244,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
         counters.takeovers++;
         detach(existing, CLOSE_REPLACED, 'logged in on another connection');
         await existing.destroy();
-        if (closing) return;
+        if (closing) return refuse();
       }
       const token = randomUUID();
       const session = await manager.create(token);
