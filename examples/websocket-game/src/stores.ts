@@ -128,13 +128,14 @@ export async function openStore(kind: StoreKind, config: StoreConfig): Promise<O
           client,
           database,
           collection: `${namespace}_players`,
-          ...(ferretdb ? { maxOpsPerBulkWrite: FERRETDB_BATCH } : {}),
+          ...(ferretdb ? { maxUpdatesPerBulkWrite: FERRETDB_BATCH } : {}),
         });
         return withSetup(adapter, {
           kind,
           adapter,
-          // FerretDB 1.x (SQLite backend) stops answering when several bulk writes of dozens of updates run
-          // at once, so it gets one small batch at a time. MongoDB needs no tuning.
+          // FerretDB 1.x holds one of its 100 SQLite connections per update statement until the command ends,
+          // and stalls for good when the statements in flight reach 100 (core's default concurrency of 4
+          // batches of 50 does that): one batch at a time keeps it under. MongoDB needs no tuning.
           ...(ferretdb ? { tuning: { batchSize: FERRETDB_BATCH, concurrency: 1 } } : {}),
           location: `${ferretdb ? 'FerretDB' : 'MongoDB'} at ${describeUrl(url)}, collection ${database}.${namespace}_players`,
           close: async () => {
