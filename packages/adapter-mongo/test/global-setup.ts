@@ -1,15 +1,17 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { redactCredentials } from '@cagey-sessions/core';
 import { ferretdbBinary, startFerretDB, startForTests } from '@cagey-sessions/test-servers';
+import { MongoClient } from 'mongodb';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** URL of the MongoDB-compatible server for this run, or null when none could be started. */
     mongoUrl: string | null;
-    /** `ferretdb` when the run started FerretDB itself; `external` when MONGODB_URI named the server. */
-    mongoServer: 'ferretdb' | 'external' | null;
+    /** Which server the URL names: FerretDB (started here, or named by MONGODB_URI) or MongoDB. */
+    mongoServer: 'ferretdb' | 'mongodb' | null;
   }
 }
 
@@ -23,7 +25,7 @@ export default async function setup(project: TestProject) {
   const external = process.env.MONGODB_URI;
   if (external) {
     project.provide('mongoUrl', external);
-    project.provide('mongoServer', 'external');
+    project.provide('mongoServer', (await isFerretDB(external)) ? 'ferretdb' : 'mongodb');
     return;
   }
   if (ferretdbBinary() === undefined && hasGo()) {
@@ -42,6 +44,21 @@ export default async function setup(project: TestProject) {
   return async () => {
     await server?.stop();
   };
+}
+
+/** FerretDB answers buildInfo with a `ferretdbVersion`; the tests then use the options it needs. */
+async function isFerretDB(url: string): Promise<boolean> {
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000 });
+  try {
+    const info = await client.db('admin').command({ buildInfo: 1 });
+    return typeof info.ferretdbVersion === 'string';
+  } catch (error) {
+    throw new Error(
+      `MONGODB_URI is set but its server did not answer buildInfo: ${redactCredentials((error as Error).message)}`,
+    );
+  } finally {
+    await client.close();
+  }
 }
 
 function hasGo(): boolean {
