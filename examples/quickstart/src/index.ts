@@ -32,7 +32,8 @@ await session.destroy();
 const again = await manager.create('reconnect-token-2');
 const loaded = await again.identify('user-42');
 console.log('loaded after reconnect:', loaded, 'version', again.version);
-if (loaded.gold !== 75 || loaded.inventory[0] !== 'sword') throw new Error('the stored player is not what was played');
+if (loaded.gold !== 75 || loaded.inventory[0] !== 'sword')
+  throw new Error('the stored player is not what was played');
 
 // Shutdown flushes everything and rejects with the exact list of players it could not save.
 await manager.destroy();
