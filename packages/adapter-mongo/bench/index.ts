@@ -10,7 +10,7 @@
  * every update by scanning the collection, so 10,000 updates take tens of minutes there (see the README).
  * Starts its own FerretDB (tools/test-servers) unless MONGODB_URI names a server. Run with `pnpm bench`.
  */
-import { type BenchRow, report, timeMs } from '@cagey-sessions/bench-kit';
+import { type BenchRow, playerData, report, timeMs } from '@cagey-sessions/bench-kit';
 import { create, type Session, type SessionManager, type UserData } from '@cagey-sessions/core';
 import { type AnyBulkWriteOperation, type Collection, MongoClient } from 'mongodb';
 import { MongoAdapter, type UserDocument } from '../src/index.js';
@@ -20,24 +20,6 @@ const ROUNDS = Number(process.env.CAGEY_BENCH_ROUNDS ?? 3);
 /** The whole benchmark gives up after this long. */
 const DEADLINE_MS = 20 * 60_000;
 const started = Date.now();
-
-/** About 1 KB of JSON, shaped like player data. */
-function playerData(i: number): UserData {
-  return {
-    name: `player-${i}`,
-    gold: i,
-    xp: i * 10,
-    level: 1 + (i % 50),
-    inventory: Array.from({ length: 14 }, (_, k) => ({
-      id: `item-${k}`,
-      qty: k,
-      rarity: k % 4,
-      bound: k > 9,
-    })),
-    settings: { sound: true, music: 0.7, language: 'en', keybinds: { jump: 'space', use: 'e', map: 'm' } },
-    quests: { active: ['q-17', 'q-42'], done: Array.from({ length: 12 }, (_, k) => `q-${k}`) },
-  };
-}
 
 function checkDeadline(): void {
   if (Date.now() - started > DEADLINE_MS) throw new Error('benchmark exceeded its 20 minute deadline');

@@ -9,8 +9,8 @@
  * Rounds are interleaved and the median is reported. Starts its own server (tools/test-servers) unless
  * CAGEY_BENCH_POSTGRES_URL names one. Run with `pnpm bench`.
  */
-import { type BenchRow, medianMs, report } from '@cagey-sessions/bench-kit';
-import { create, type SessionManager, type UserData } from '@cagey-sessions/core';
+import { type BenchRow, medianMs, playerData, report } from '@cagey-sessions/bench-kit';
+import { create, type SessionManager } from '@cagey-sessions/core';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { PostgresAdapter, type PostgresClient } from '../src/index.js';
@@ -19,24 +19,6 @@ const SESSIONS = 10_000;
 const ROUNDS = Number(process.env.CAGEY_BENCH_ROUNDS ?? 5);
 /** The whole benchmark gives up after this long. */
 const DEADLINE_MS = 10 * 60_000;
-
-/** About 1 KB of JSON, shaped like player data. */
-function playerData(i: number): UserData {
-  return {
-    name: `player-${i}`,
-    gold: i,
-    xp: i * 10,
-    level: 1 + (i % 50),
-    inventory: Array.from({ length: 14 }, (_, k) => ({
-      id: `item-${k}`,
-      qty: k,
-      rarity: k % 4,
-      bound: k > 9,
-    })),
-    settings: { sound: true, music: 0.7, language: 'en', keybinds: { jump: 'space', use: 'e', map: 'm' } },
-    quests: { active: ['q-17', 'q-42'], done: Array.from({ length: 12 }, (_, k) => `q-${k}`) },
-  };
-}
 
 function createTable(client: PostgresClient, table: string) {
   return new PostgresAdapter({ client, table }).setup();

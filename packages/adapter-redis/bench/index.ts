@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
-import { type BenchRow, report, timeMs } from '@cagey-sessions/bench-kit';
+import { type BenchRow, type PlayerData, playerData, report, timeMs } from '@cagey-sessions/bench-kit';
 import {
   create,
   type PersistenceAdapter,
@@ -33,21 +33,6 @@ const SLOW_ROUNDS = 3;
 const TIME_BUDGET_MS = 4 * 60_000;
 const TARGET_SPEEDUP = 20;
 const TARGET_CEILING_RATIO = 1.3;
-
-/** About 1 KB of JSON, shaped like player data. */
-function playerData(i: number) {
-  return {
-    name: `player-${i}`,
-    gold: i,
-    xp: i * 10,
-    level: 1 + (i % 50),
-    guild: 'the-cagey-ones',
-    inventory: Array.from({ length: 16 }, (_, k) => ({ id: `item-${k}`, qty: k, rarity: k % 4 })),
-    settings: { sound: true, music: 0.7, language: 'en', keybinds: { jump: 'space', use: 'e' } },
-    quests: Array.from({ length: 6 }, (_, k) => ({ id: `quest-${k}`, step: k, done: k % 2 === 0 })),
-  };
-}
-type PlayerData = ReturnType<typeof playerData>;
 
 interface ModeResult {
   /** core + RedisAdapter, versions on. */

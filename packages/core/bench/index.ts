@@ -2,24 +2,19 @@
  * Core benchmarks: session lifecycle throughput, heap per idle identified session, and flushes of 10,000
  * sessions through the in-memory adapter (all dirty, then 1% dirty). Run with `pnpm bench`.
  */
-import { type BenchRow, collectGarbage, medianMs, report } from '@cagey-sessions/bench-kit';
+import {
+  type BenchRow,
+  collectGarbage,
+  medianMs,
+  type PlayerData,
+  playerData,
+  report,
+} from '@cagey-sessions/bench-kit';
 import { FaultyAdapter, MemoryAdapter } from '@cagey-sessions/testing';
 import { type Session, SessionManager } from '../src/index.js';
 
 const SESSIONS = 10_000;
 const LIFECYCLES = 100_000;
-
-/** About 1 KB of JSON, shaped like player data. */
-function playerData(i: number) {
-  return {
-    name: `player-${i}`,
-    gold: i,
-    xp: i * 10,
-    level: 1 + (i % 50),
-    inventory: Array.from({ length: 12 }, (_, k) => ({ id: `item-${k}`, qty: k, rarity: k % 4 })),
-    settings: { sound: true, music: 0.7, language: 'en', keybinds: { jump: 'space', use: 'e' } },
-  };
-}
 
 async function lifecyclesPerSecond(): Promise<number> {
   const manager = new SessionManager({ adapter: new MemoryAdapter() });
@@ -49,10 +44,10 @@ async function heapPerIdleSession(): Promise<number | undefined> {
   const sessions: Session[] = [];
   for (let i = 0; i < SESSIONS; i++) {
     const session = await manager.create(`key-${i}`);
-    await session.setUser(i, data[i]!, { version: 1 });
+    await session.setUser(i, data[i]!);
     sessions.push(session);
   }
-  await manager.persistAllUserData(); // every session clean and idle, as between two flushes
+  await manager.persistAllUserData(); // every session stored, versioned, clean and idle, as between two flushes
   collectGarbage();
   const after = process.memoryUsage().heapUsed;
   const perSession = (after - before) / SESSIONS;
@@ -67,8 +62,8 @@ async function flushes(): Promise<{
   bytes: number;
 }> {
   const adapter = new FaultyAdapter(new MemoryAdapter());
-  const manager = new SessionManager<ReturnType<typeof playerData>>({ adapter });
-  const sessions: Session<ReturnType<typeof playerData>>[] = [];
+  const manager = new SessionManager<PlayerData>({ adapter });
+  const sessions: Session<PlayerData>[] = [];
   for (let i = 0; i < SESSIONS; i++) {
     const session = await manager.create();
     await session.setUser(i, playerData(i));

@@ -44,7 +44,46 @@ export function checkUserData(userData: unknown): void {
   if (!isPlainObject(userData)) {
     throw invalid('', `the root must be a plain object, got ${describe(userData)}`);
   }
-  checkValue(userData, '', new Set());
+  // Every dirty session is checked before each write, so the common case (valid data) takes a walk that
+  // builds no paths and tracks no ancestors; only data it cannot vouch for gets the walk that explains why.
+  if (!isStorable(userData, 0)) checkValue(userData, '', new Set());
+}
+
+/**
+ * Beyond this depth the quick walk gives up and the explaining walk decides; a cycle is found that way too,
+ * since it nests without end.
+ */
+const QUICK_WALK_MAX_DEPTH = 64;
+
+/** `checkValue` as a yes/no answer, without paths or cycle tracking. */
+function isStorable(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (value === null) return true;
+      if (depth === QUICK_WALK_MAX_DEPTH) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          if (item === undefined || !isStorable(item, depth + 1)) return false;
+          // A hole reads as undefined, so every index that reaches this point holds a value.
+        }
+        return true;
+      }
+      if (!isPlainObject(value)) return false;
+      for (const key in value) {
+        const child = value[key];
+        if (child !== undefined && !isStorable(child, depth + 1)) return false;
+      }
+      return Object.getOwnPropertySymbols(value).length === 0;
+    }
+    default:
+      return false;
+  }
 }
 
 /**

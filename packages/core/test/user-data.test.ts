@@ -94,6 +94,28 @@ describe('serializeUserData', () => {
     expect(error.path).toBe(path);
   });
 
+  /** `{ n: { n: … leaf } }`, `depth` levels deep. */
+  function nested(depth: number, leaf: unknown): Record<string, unknown> {
+    let data: Record<string, unknown> = { leaf };
+    for (let i = 0; i < depth; i++) data = { n: data };
+    return data;
+  }
+
+  it('accepts data nested deeper than the quick check goes', () => {
+    const data = nested(200, 'deep');
+    expect(serializeUserData(data)).toBe(JSON.stringify(data));
+  });
+
+  it('finds a bad value and a cycle nested deeper than the quick check goes', () => {
+    expect(rejection(() => serializeUserData(nested(100, 1n))).path).toBe(`${'n.'.repeat(100)}leaf`);
+    const deep = nested(100, null);
+    let bottom = deep;
+    while (bottom.n) bottom = bottom.n as Record<string, unknown>;
+    bottom.leaf = deep;
+    const error = rejection(() => serializeUserData(deep));
+    expect([error.code, error.path]).toEqual(['INVALID_USER_DATA', `${'n.'.repeat(100)}leaf`]);
+  });
+
   it('allows the same object twice when it is not a cycle', () => {
     const shared = { x: 1 };
     expect(serializeUserData({ a: shared, b: [shared, shared] })).toBe('{"a":{"x":1},"b":[{"x":1},{"x":1}]}');

@@ -64,3 +64,19 @@ export function report(name: string, rows: BenchRow[], meta: Record<string, unkn
   );
   return file;
 }
+
+/** User data shaped like a player's, about 1 KB as JSON: the payload every flush benchmark writes. */
+export function playerData(i: number) {
+  return {
+    name: `player-${i}`,
+    gold: i,
+    xp: i * 10,
+    level: 1 + (i % 50),
+    guild: 'the-cagey-ones',
+    inventory: Array.from({ length: 16 }, (_, k) => ({ id: `item-${k}`, qty: k, rarity: k % 4 })),
+    settings: { sound: true, music: 0.7, language: 'en', keybinds: { jump: 'space', use: 'e' } },
+    quests: Array.from({ length: 6 }, (_, k) => ({ id: `quest-${k}`, step: k, done: k % 2 === 0 })),
+  };
+}
+
+export type PlayerData = ReturnType<typeof playerData>;
