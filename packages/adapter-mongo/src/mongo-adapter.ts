@@ -273,15 +273,8 @@ export class MongoAdapter implements PersistenceAdapter {
     const results: (SaveResult | undefined)[] = new Array(prepared.length);
     const batchId = randomBytes(6).toString('base64url');
     let pending: Pending[] = [];
-    const firstOf = new Map<string, PreparedRecord>();
     for (let slot = 0; slot < prepared.length; slot++) {
       const record = prepared[slot]!;
-      const first = firstOf.get(record.key);
-      if (first !== undefined) {
-        results[slot] = { status: 'error', error: duplicateError(record, first) };
-        continue;
-      }
-      firstOf.set(record.key, record);
       let data: Record<string, unknown>;
       try {
         data = toDocumentData(record.json);
@@ -549,15 +542,6 @@ function writeErrorOf(writeError: { code: number; errmsg?: string; index: number
   return new AdapterError(NAME, `the server rejected this record (code ${writeError.code}): ${message}`, {
     cause: writeError,
   });
-}
-
-/** Two writes of one user in one batch would race each other inside the bulkWrite; only the first is sent. */
-function duplicateError(record: PreparedRecord, first: PreparedRecord): ValidationError {
-  return new ValidationError(
-    'DUPLICATE_KEY',
-    `User ${JSON.stringify(record.userId)} appears more than once in one batch (records ${first.index} and ` +
-      `${record.index}); only the first was written. Send at most one record per user in a batch.`,
-  );
 }
 
 function isDuplicateKey(error: Error): boolean {

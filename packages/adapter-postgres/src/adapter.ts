@@ -256,29 +256,18 @@ export class PostgresAdapter implements PersistenceAdapter {
   }
 
   /**
-   * Writes the validated records: records the database would refuse fail alone before anything is sent, a
-   * user repeated in the batch is refused after its first record (DUPLICATE_KEY, as every adapter does), and
-   * the rest go in statements of at most `maxBatchSize` records. Rejects only when the first statement failed
+   * Writes the validated records (at most one per user, see `saveBatch`): records the database would refuse
+   * fail alone before anything is sent, and the rest go in statements of at most `maxBatchSize` records. Rejects only when the first statement failed
    * (so nothing was written); a later failure becomes the error result of each record not yet written.
    */
   async #write(client: PostgresClient, prepared: PreparedRecord[]): Promise<SaveResult[]> {
     const results: SaveResult[] = new Array(prepared.length);
     const sendable: number[] = [];
-    const first = new Map<string, number>();
     for (let i = 0; i < prepared.length; i++) {
       const record = prepared[i]!;
       const reason = findUnstorable(record.json);
-      if (reason !== undefined) {
-        results[i] = { status: 'error', error: unstorableError(record.json, reason) };
-        continue;
-      }
-      const earlier = first.get(record.key);
-      if (earlier !== undefined) {
-        results[i] = { status: 'error', error: duplicateError(record, earlier) };
-        continue;
-      }
-      first.set(record.key, record.index);
-      sendable.push(i);
+      if (reason === undefined) sendable.push(i);
+      else results[i] = { status: 'error', error: unstorableError(record.json, reason) };
     }
     // Every writer takes row locks in key order, so concurrent batches over the same users cannot deadlock.
     sendable.sort((a, b) => (prepared[a]!.key < prepared[b]!.key ? -1 : 1));
@@ -422,14 +411,6 @@ function passwordOf(url: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function duplicateError(record: PreparedRecord, firstIndex: number): ValidationError {
-  return new ValidationError(
-    'DUPLICATE_KEY',
-    `[${ADAPTER_NAME}] User ${JSON.stringify(record.userId)} appears more than once in one batch (records ` +
-      `${firstIndex} and ${record.index}); only the first was written. Send at most one record per user in a batch.`,
-  );
 }
 
 function invalidOptions(message: string): ValidationError {

@@ -233,8 +233,7 @@ export class RedisAdapter implements PersistenceAdapter {
     await this.#ensureScripts();
     const keys = prepared.map((record) => this.prefix + encodeUserKey(record.key));
     const outcomes: Outcome[] = new Array(prepared.length);
-    const duplicates = findDuplicates(prepared);
-    let pending = prepared.flatMap((_, index) => (duplicates.has(index) ? [] : [index]));
+    let pending = prepared.map((_, index) => index);
     const sent = pending;
     for (let round = 1; pending.length > 0; round++) {
       await this.#sendSaves(pending, keys, prepared, outcomes);
@@ -249,17 +248,11 @@ export class RedisAdapter implements PersistenceAdapter {
     if (sent.every((index) => outcomes[index] instanceof Error && !isReplyError(outcomes[index]))) {
       throw outcomes[sent[0]!];
     }
-    // A for loop, not map(): map would skip the holes left for duplicates.
-    const results: SaveResult[] = new Array(prepared.length);
-    for (let index = 0; index < prepared.length; index++) {
-      results[index] = this.#result(outcomes[index], duplicates.get(index));
-    }
-    return results;
+    return prepared.map((_, index) => this.#result(outcomes[index]));
   }
 
   /** One record's result from its outcome. */
-  #result(outcome: Outcome | undefined, duplicate: ValidationError | undefined): SaveResult {
-    if (duplicate) return { status: 'error', error: duplicate };
+  #result(outcome: Outcome | undefined): SaveResult {
     if (outcome === undefined) {
       return {
         status: 'error',
@@ -410,32 +403,6 @@ export function createRedisAdapter(
 
 /** A record's outcome: new version (> 0), minus the current version on conflict (<= 0), or its error. */
 type Outcome = number | Error;
-
-/**
- * The same user twice in one batch: every record after the first is refused (DUPLICATE_KEY) and not sent, the
- * rule every adapter follows. Core never sends a user twice in one batch.
- */
-function findDuplicates(prepared: PreparedRecord[]): Map<number, ValidationError> {
-  const duplicates = new Map<number, ValidationError>();
-  const first = new Map<string, PreparedRecord>();
-  for (let i = 0; i < prepared.length; i++) {
-    const record = prepared[i]!;
-    const earlier = first.get(record.key);
-    if (earlier === undefined) {
-      first.set(record.key, record);
-      continue;
-    }
-    duplicates.set(
-      i,
-      new ValidationError(
-        'DUPLICATE_KEY',
-        `User ${JSON.stringify(record.userId)} appears more than once in one batch (records ${earlier.index} and ` +
-          `${record.index}); only the first was written. Send at most one record per user in a batch.`,
-      ),
-    );
-  }
-  return duplicates;
-}
 
 function chunk(indexes: number[], prepared: PreparedRecord[]): number[][] {
   const chunks: number[][] = [];

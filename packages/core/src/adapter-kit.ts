@@ -20,8 +20,10 @@ export interface PreparedRecord {
 
 /**
  * Runs one `save` batch: validates every record (a bad one gets its own error result and is not sent), hands
- * the valid ones to `write`, and merges the results back into the caller's order. `write` must resolve one
- * result per record it was given, in order; a driver error it throws is wrapped as an `AdapterError`.
+ * the valid ones to `write`, and merges the results back into the caller's order. A user who appears again in
+ * the batch is refused after their first record (DUPLICATE_KEY), so `write` sees each key at most once and
+ * no store has to decide which of two writes wins. `write` must resolve one result per record it was given, in
+ * order; a driver error it throws is wrapped as an `AdapterError`.
  */
 export async function saveBatch(
   adapterName: string,
@@ -30,16 +32,17 @@ export async function saveBatch(
 ): Promise<SaveResult[]> {
   const results: SaveResult[] = new Array(records.length);
   const prepared: PreparedRecord[] = [];
+  const firstIndexOf = new Map<string, number>();
   for (let index = 0; index < records.length; index++) {
     const record = records[index]!;
     try {
-      prepared.push({
-        index,
-        userId: record.userId,
-        key: userKey(record.userId),
-        json: record.json ?? serializeUserData(record.userData),
-        expectedVersion: checkExpectedVersion(record.expectedVersion),
-      });
+      const key = userKey(record.userId);
+      const firstIndex = firstIndexOf.get(key);
+      if (firstIndex !== undefined) throw duplicateError(adapterName, record.userId, firstIndex, index);
+      const json = record.json ?? serializeUserData(record.userData);
+      const expectedVersion = checkExpectedVersion(record.expectedVersion);
+      firstIndexOf.set(key, index);
+      prepared.push({ index, userId: record.userId, key, json, expectedVersion });
     } catch (error) {
       results[index] = { status: 'error', error: toError(error) };
     }
@@ -60,6 +63,19 @@ export async function saveBatch(
     for (let i = 0; i < prepared.length; i++) results[prepared[i]!.index] = written[i]!;
   }
   return results;
+}
+
+function duplicateError(
+  adapterName: string,
+  userId: UserId,
+  firstIndex: number,
+  index: number,
+): ValidationError {
+  return new ValidationError(
+    'DUPLICATE_KEY',
+    `[${adapterName}] User ${JSON.stringify(userId)} appears more than once in one batch (records ${firstIndex} ` +
+      `and ${index}); only the first is written. Send at most one record per user in a batch.`,
+  );
 }
 
 /**

@@ -18,9 +18,6 @@ import {
 interface Entry {
   json: string | undefined;
   version: number;
-  /** The write batch that last touched this entry, and the record's index in it: finds duplicates without a second map. */
-  batch: number;
-  index: number;
 }
 
 /**
@@ -30,7 +27,6 @@ interface Entry {
 export class MemoryStore {
   readonly #entries = new Map<string, Entry>();
   #live = 0;
-  #batch = 0;
 
   /** Number of live users (tombstones excluded). */
   get size(): number {
@@ -72,23 +68,9 @@ export class MemoryStore {
     return { userData: JSON.parse(entry.json) as UserData, version: entry.version };
   }
 
-  /**
-   * @internal Applies validated records in order. The same user twice in one batch is refused for every record
-   * after the first (DUPLICATE_KEY), the rule the conformance suite holds every adapter to.
-   */
+  /** @internal Applies validated records (at most one per user, see `saveBatch`) in order. */
   write(prepared: readonly PreparedRecord[]): SaveResult[] {
-    const results: SaveResult[] = new Array(prepared.length);
-    const batch = ++this.#batch;
-    for (let i = 0; i < prepared.length; i++) {
-      const record = prepared[i]!;
-      const entry = this.#entries.get(record.key);
-      if (entry?.batch === batch) {
-        results[i] = { status: 'error', error: duplicateError(record, entry.index) };
-        continue;
-      }
-      results[i] = this.#writeOne(record, entry, batch);
-    }
-    return results;
+    return prepared.map((record) => this.#writeOne(record, this.#entries.get(record.key)));
   }
 
   /** @internal */
@@ -104,25 +86,15 @@ export class MemoryStore {
     return true;
   }
 
-  #writeOne(record: PreparedRecord, entry: Entry | undefined, batch: number): SaveResult {
+  #writeOne(record: PreparedRecord, entry: Entry | undefined): SaveResult {
     const live = entry?.json !== undefined;
     const expected = record.expectedVersion;
-    if (entry !== undefined) {
-      entry.batch = batch;
-      entry.index = record.index;
-    }
     if (expected !== undefined) {
       const current = live ? entry!.version : 0;
-      if (expected !== current) {
-        if (entry === undefined) {
-          // Remember the key for duplicate detection without creating a record.
-          this.#entries.set(record.key, { json: undefined, version: 0, batch, index: record.index });
-        }
-        return { status: 'conflict', currentVersion: current };
-      }
+      if (expected !== current) return { status: 'conflict', currentVersion: current };
     }
     if (entry === undefined) {
-      this.#entries.set(record.key, { json: record.json, version: 1, batch, index: record.index });
+      this.#entries.set(record.key, { json: record.json, version: 1 });
       this.#live += 1;
       return { status: 'ok', version: 1 };
     }
@@ -131,14 +103,6 @@ export class MemoryStore {
     entry.version += 1;
     return { status: 'ok', version: entry.version };
   }
-}
-
-function duplicateError(record: PreparedRecord, firstIndex: number): ValidationError {
-  return new ValidationError(
-    'DUPLICATE_KEY',
-    `User ${JSON.stringify(record.userId)} appears more than once in one batch (records ${firstIndex} and ` +
-      `${record.index}); only the first was written. Send at most one record per user in a batch.`,
-  );
 }
 
 export interface MemoryAdapterOptions {
