@@ -216,10 +216,23 @@ export class PersistencePipeline<Owner> {
   async flush(explicit: boolean): Promise<UnsavedUser[]> {
     const started = performance.now();
     const unsaved: UnsavedUser[] = [];
-    const dirty: UserState<Owner>[] = [];
-    const following: Promise<void>[] = [];
+    const writes: Promise<void>[] = [];
+    const write = (state: UserState<Owner>) =>
+      writes.push(
+        this.#request(state, false).catch((error) => {
+          unsaved.push({ userId: state.userId, error });
+        }),
+      );
+    // Sorted before anything is serialised, so that each batch of dirty users found can be sent at once, in
+    // least-recently-persisted order, while the scan serialises the next: the store works as the scan goes on.
+    const states = [...this.states.values()].sort((a, b) => a.lastPersistedAt - b.lastPersistedAt);
+    let found: UserState<Owner>[] = [];
+    const sendFound = () => {
+      for (const state of found) write(state);
+      found = [];
+    };
     let scanned = 0;
-    for (const state of this.states.values()) {
+    for (const state of states) {
       // A long scan yields now and then so a large flush does not stall the game loop.
       if (++scanned % 1000 === 0) await nextMacrotask();
       if (state.dropped) continue;
@@ -229,11 +242,7 @@ export class PersistencePipeline<Owner> {
       }
       if (state.retryTimer !== undefined && !explicit) continue;
       if (state.inFlight || state.queued) {
-        following.push(
-          this.#request(state, false).catch((error) => {
-            unsaved.push({ userId: state.userId, error });
-          }),
-        );
+        write(state);
         continue;
       }
       let snapshot: Snapshot;
@@ -249,15 +258,14 @@ export class PersistencePipeline<Owner> {
         continue;
       }
       state.snapshot = snapshot;
-      dirty.push(state);
+      found.push(state);
+      if (found.length === this.#options.batchSize) {
+        sendFound();
+        await nextMacrotask(); // lets the batch go out now
+      }
     }
-    dirty.sort((a, b) => a.lastPersistedAt - b.lastPersistedAt);
-    const writes = dirty.map((state) =>
-      this.#request(state, false).catch((error) => {
-        unsaved.push({ userId: state.userId, error });
-      }),
-    );
-    await Promise.all([...writes, ...following]);
+    sendFound();
+    await Promise.all(writes);
     this.#lastFlushMs = performance.now() - started;
     return unsaved;
   }

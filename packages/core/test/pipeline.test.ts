@@ -171,6 +171,20 @@ describe('batching', () => {
     expect(savedIds(faulty)).toEqual(['d', 'c', 'a', 'b']);
   });
 
+  it('sends the first batch of a large flush before it has serialised the last session', async () => {
+    const { manager, store, faulty } = setup({ batchSize: 100 });
+    const sessions = await Promise.all(Array.from({ length: 3000 }, (_, i) => player(manager, i)));
+    const last = sessions.at(-1)!;
+    const firstSave = faulty.nextCall('save').then(() => {
+      last.userData!.gold = 999; // seen by this flush only if the scan has not reached the last session yet
+    });
+    await manager.persistAllUserData();
+    await firstSave;
+    expect(store.peek(2999)?.userData.gold).toBe(999);
+    expect(last.isDirty()).toBe(false);
+    expect(faulty.saves.length).toBeGreaterThanOrEqual(30);
+  });
+
   it('groups persistNow calls made together into one batch (group commit)', async () => {
     const { manager, faulty } = setup({ batchSize: 100 });
     const sessions = await Promise.all(Array.from({ length: 50 }, (_, i) => player(manager, i)));
