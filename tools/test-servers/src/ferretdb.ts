@@ -4,9 +4,9 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ServerUnavailableError } from './availability.js';
 import { makeServerDir, removeServerDir } from './dirs.js';
+import { portTakenOnRestart, serverControls } from './lifecycle.js';
 import { LOOPBACK, onFreePort, PortInUseError } from './ports.js';
 import { findExecutable, ManagedProcess, waitUntilReady } from './process.js';
-import { serialQueue } from './serial.js';
 import type { RunningServer } from './types.js';
 
 /** The FerretDB release `build-ferretdb.sh` builds by default. */
@@ -65,37 +65,18 @@ export async function startFerretDB(options: FerretDBServerOptions = {}): Promis
     const started = await onFreePort(launch);
     const port = started.port;
     let child = started.value;
-    const serial = serialQueue();
-    let stopping: Promise<void> | undefined;
     return {
       url: `mongodb://${LOOPBACK}:${port}/`,
       host: LOOPBACK,
       port,
       dir,
       binary,
-      restart: () =>
-        serial(async () => {
-          if (stopping) throw new Error('ferretdb test server: restart() after stop()');
-          await child.stop(timeoutMs);
-          child = await launch(port).catch((error: unknown) => {
-            if (error instanceof PortInUseError) {
-              throw new Error(
-                `ferretdb test server: port ${port} was taken by another process while restarting`,
-              );
-            }
-            throw error;
-          });
-        }),
-      stop: () => {
-        stopping ??= serial(async () => {
-          try {
-            await child.stop(timeoutMs);
-          } finally {
-            removeServerDir(dir);
-          }
-        });
-        return stopping;
-      },
+      ...serverControls('ferretdb', dir, {
+        stop: () => child.stop(timeoutMs),
+        relaunch: async () => {
+          child = await launch(port).catch(portTakenOnRestart('ferretdb', port));
+        },
+      }),
     };
   } catch (error) {
     removeServerDir(dir);

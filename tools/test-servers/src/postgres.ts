@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { ServerUnavailableError } from './availability.js';
 import { locatePostgres, type PostgresBinaries } from './binaries.js';
 import { makeServerDir, removeServerDir } from './dirs.js';
+import { portTakenOnRestart, serverControls } from './lifecycle.js';
 import { canConnect, LOOPBACK, onFreePort, PortInUseError } from './ports.js';
 import { indent, ManagedProcess, type RunAs, run, waitUntilReady } from './process.js';
-import { serialQueue } from './serial.js';
 import type { RunningServer } from './types.js';
 
 export interface PostgresServerOptions {
@@ -67,8 +67,6 @@ export async function startPostgres(options: PostgresServerOptions = {}): Promis
     const started = await onFreePort(launch);
     const port = started.port;
     let child = started.value;
-    const serial = serialQueue();
-    let stopping: Promise<void> | undefined;
     const url = `postgres://postgres:${encodeURIComponent(password)}@${LOOPBACK}:${port}/postgres`;
     return {
       url,
@@ -78,29 +76,12 @@ export async function startPostgres(options: PostgresServerOptions = {}): Promis
       password,
       database: 'postgres',
       dir,
-      restart: () =>
-        serial(async () => {
-          if (stopping) throw new Error('postgres test server: restart() after stop()');
-          await child.stop(timeoutMs);
-          child = await launch(port).catch((error: unknown) => {
-            if (error instanceof PortInUseError) {
-              throw new Error(
-                `postgres test server: port ${port} was taken by another process while restarting`,
-              );
-            }
-            throw error;
-          });
-        }),
-      stop: () => {
-        stopping ??= serial(async () => {
-          try {
-            await child.stop(timeoutMs);
-          } finally {
-            removeServerDir(dir);
-          }
-        });
-        return stopping;
-      },
+      ...serverControls('postgres', dir, {
+        stop: () => child.stop(timeoutMs),
+        relaunch: async () => {
+          child = await launch(port).catch(portTakenOnRestart('postgres', port));
+        },
+      }),
     };
   } catch (error) {
     removeServerDir(dir);

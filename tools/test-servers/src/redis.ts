@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { ServerUnavailableError } from './availability.js';
 import { locateRedis, type RedisBinaries } from './binaries.js';
 import { makeServerDir, removeServerDir } from './dirs.js';
+import { portTakenOnRestart, serverControls } from './lifecycle.js';
 import { freeClusterPort, LOOPBACK, onFreePort, PortInUseError } from './ports.js';
 import { delay, indent, ManagedProcess, run, waitUntilReady } from './process.js';
-import { serialQueue } from './serial.js';
 import type { RunningServer } from './types.js';
 
 export interface RedisServerOptions {
@@ -47,8 +47,6 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     const started = await onFreePort(launch);
     const port = started.port;
     let child = started.value;
-    const serial = serialQueue();
-    let stopping: Promise<void> | undefined;
     const auth = options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`;
     return {
       url: `redis://${auth}${LOOPBACK}:${port}`,
@@ -56,22 +54,12 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
       port,
       password: options.password,
       dir,
-      restart: () =>
-        serial(async () => {
-          if (stopping) throw new Error('redis test server: restart() after stop()');
-          await child.stop(timeoutMs);
+      ...serverControls('redis', dir, {
+        stop: () => child.stop(timeoutMs),
+        relaunch: async () => {
           child = await launch(port).catch(portTakenOnRestart('redis', port));
-        }),
-      stop: () => {
-        stopping ??= serial(async () => {
-          try {
-            await child.stop(timeoutMs);
-          } finally {
-            removeServerDir(dir);
-          }
-        });
-        return stopping;
-      },
+        },
+      }),
     };
   } catch (error) {
     removeServerDir(dir);
@@ -119,7 +107,9 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const timeoutMs = options.timeoutMs ?? 30_000;
   const dir = makeServerDir('redis-cluster');
   const children = new Map<number, ManagedProcess>();
-  const stopAll = () => Promise.all([...children.values()].map((child) => child.stop(timeoutMs)));
+  const stopAll = async () => {
+    await Promise.all([...children.values()].map((child) => child.stop(timeoutMs)));
+  };
   try {
     const config = (port: number) => [
       ...BASE_CONFIG,
@@ -155,8 +145,6 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     }
     await waitForClusterOk(cli, ports, timeoutMs);
 
-    const serial = serialQueue();
-    let stopping: Promise<void> | undefined;
     const nodes = ports.map((port) => ({ host: LOOPBACK, port }));
     return {
       url: `redis://${LOOPBACK}:${ports[0]}`,
@@ -164,25 +152,15 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       port: ports[0]!,
       nodes,
       dir,
-      restart: () =>
-        serial(async () => {
-          if (stopping) throw new Error('redis cluster test server: restart() after stop()');
-          await stopAll();
+      ...serverControls('redis cluster', dir, {
+        stop: stopAll,
+        relaunch: async () => {
           for (const port of ports) {
             children.set(port, await launch(port).catch(portTakenOnRestart('redis cluster node', port)));
           }
           await waitForClusterOk(cli, ports, timeoutMs);
-        }),
-      stop: () => {
-        stopping ??= serial(async () => {
-          try {
-            await stopAll();
-          } finally {
-            removeServerDir(dir);
-          }
-        });
-        return stopping;
-      },
+        },
+      }),
     };
   } catch (error) {
     await stopAll().catch(() => undefined);
@@ -249,15 +227,6 @@ async function waitForClusterOk(cli: string, ports: readonly number[], timeoutMs
     await delay(100);
   }
   throw new Error(`redis cluster did not reach cluster_state:ok within ${timeoutMs} ms:\n${indent(last)}`);
-}
-
-function portTakenOnRestart(what: string, port: number) {
-  return (error: unknown): never => {
-    if (error instanceof PortInUseError) {
-      throw new Error(`${what} test server: port ${port} was taken by another process while restarting`);
-    }
-    throw error;
-  };
 }
 
 /** redis.conf string argument: double-quoted, with backslash escapes. */
