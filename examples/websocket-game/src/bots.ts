@@ -45,6 +45,19 @@ export interface BotCounters {
   errors: number;
 }
 
+function zeroCounters(): BotCounters {
+  return {
+    actions: 0,
+    purchases: 0,
+    rejected: 0,
+    resumed: 0,
+    reloaded: 0,
+    takeovers: 0,
+    mismatches: 0,
+    errors: 0,
+  };
+}
+
 /** How long a request may wait for its reply: a slow store (FerretDB) can keep purchases queued for many seconds. */
 const REPLY_TIMEOUT_MS = 60_000;
 const CONNECT_ATTEMPTS = 5;
@@ -65,16 +78,7 @@ interface Link {
 
 export class Bot {
   readonly userId: string;
-  readonly counters: BotCounters = {
-    actions: 0,
-    purchases: 0,
-    rejected: 0,
-    resumed: 0,
-    reloaded: 0,
-    takeovers: 0,
-    mismatches: 0,
-    errors: 0,
-  };
+  readonly counters: BotCounters = zeroCounters();
   /** The last state the server acknowledged to this player; undefined until the first login. */
   state: Player | undefined;
   /** Purchases the server confirmed as stored. */
@@ -395,16 +399,7 @@ export function startBots(options: BotFleetOptions): BotFleet {
     done,
     online: () => bots.reduce((n, bot) => n + (bot.online ? 1 : 0), 0),
     totals: () => {
-      const totals: BotCounters = {
-        actions: 0,
-        purchases: 0,
-        rejected: 0,
-        resumed: 0,
-        reloaded: 0,
-        takeovers: 0,
-        mismatches: 0,
-        errors: 0,
-      };
+      const totals = zeroCounters();
       for (const bot of bots) {
         for (const key of Object.keys(totals) as (keyof BotCounters)[]) totals[key] += bot.counters[key];
       }

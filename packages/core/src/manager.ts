@@ -13,7 +13,7 @@ import {
   resolvePersistenceOptions,
   type SessionManagerOptions,
 } from './options.js';
-import { PersistencePipeline, type PipelineHooks, type UserState } from './pipeline.js';
+import { PersistencePipeline, type PipelineHooks, type PipelineStats, type UserState } from './pipeline.js';
 import { Session, type SessionHost } from './session.js';
 import type { PersistenceAdapter, UserData, UserId } from './types.js';
 import { userKey } from './user-data.js';
@@ -31,29 +31,13 @@ export interface SessionManagerEvents<T extends object = UserData> {
   conflict: [session: Session<T>, error: ConflictError];
 }
 
-export interface SessionManagerStats {
+export interface SessionManagerStats extends PipelineStats {
   /** Live sessions. */
   sessions: number;
   /** Live sessions with a user. */
   identified: number;
   /** Users whose data differs from what is stored, including destroyed sessions' unsaved data (O(total data size)). */
   dirty: number;
-  /** Users whose write is running now. */
-  inFlight: number;
-  /** Users waiting for a batch. */
-  queued: number;
-  /** Users waiting for an automatic retry after a failed write. */
-  retrying: number;
-  /** Destroyed sessions whose data is not stored yet (kept for retry). */
-  orphaned: number;
-  /** Records written since the manager was created. */
-  written: number;
-  /** Record writes that failed (each retry counts). */
-  failed: number;
-  /** Writes refused because the store held newer data. */
-  conflicts: number;
-  /** Duration of the last interval flush or `persistAllUserData()`, in ms. */
-  lastFlushMs: number | undefined;
   /** Interval ticks skipped because the previous flush was still running. */
   skippedTicks: number;
 }

@@ -75,18 +75,21 @@ export interface PipelineHooks<Owner> {
 }
 
 export interface PipelineStats {
-  /** Users whose writes are running now. */
+  /** Users whose write is running now. */
   inFlight: number;
   /** Users waiting for a batch. */
   queued: number;
   /** Users waiting for an automatic retry after a failed write. */
   retrying: number;
-  /** Users whose session is gone but whose data is not yet saved. */
+  /** Destroyed sessions whose data is not stored yet (kept for retry). */
   orphaned: number;
+  /** Records written since the manager was created. */
   written: number;
+  /** Record writes that failed (each retry counts). */
   failed: number;
+  /** Writes refused because the store held newer data. */
   conflicts: number;
-  /** Duration of the last interval flush or `persistAllUserData`, in ms. */
+  /** Duration of the last interval flush or `persistAllUserData()`, in ms. */
   lastFlushMs: number | undefined;
 }
 
