@@ -44,7 +44,12 @@ export function report(name: string, rows: BenchRow[], meta: Record<string, unkn
     value >= 100
       ? Math.round(value).toLocaleString('en-US')
       : value.toLocaleString('en-US', { maximumFractionDigits: 2 });
-  const cells = rows.map((row) => [row.name, `${format(row.value)} ${row.unit}`, row.note ?? '']);
+  // A row that could not be measured carries NaN: shown as a dash, with the reason in its note.
+  const cells = rows.map((row) => [
+    row.name,
+    Number.isFinite(row.value) ? `${format(row.value)} ${row.unit}` : '—',
+    row.note ?? '',
+  ]);
   const widths = [0, 1, 2].map((i) =>
     Math.max(...cells.map((c) => c[i]!.length), ['benchmark', 'result', 'note'][i]!.length),
   );
