@@ -54,28 +54,26 @@ let namespace = 0;
 const nextCollection = (db: string, client: MongoClient) =>
   client.db(db).collection<UserDocument>(`bench_${Date.now().toString(36)}_${namespace++}`);
 
-function coreWithAdapter(
+/**
+ * A contender that flushes the sessions of the manager `build` sets up over a fresh collection. With
+ * `existing`, every user is stored once (untimed) and changed again, so the timed flush rewrites stored users.
+ */
+function managerContender(
   client: MongoClient,
   db: string,
   existing: boolean,
-  adapterOptions: { maxUpdatesPerBulkWrite?: number },
+  contender: { name: string; sessions: number; versioned: boolean },
+  build: (collection: Collection<UserDocument>) => Promise<SessionManager>,
 ): Contender {
   let manager: SessionManager | undefined;
   let collection: Collection<UserDocument> | undefined;
   return {
-    name: 'core + MongoAdapter (batch 1000, versions on)',
-    sessions: SESSIONS,
+    name: contender.name,
+    sessions: contender.sessions,
     async prepare() {
       collection = nextCollection(db, client);
-      const adapter = new MongoAdapter({
-        client,
-        database: db,
-        collection: collection.collectionName,
-        ...adapterOptions,
-      });
-      await adapter.setup();
-      manager = create({ adapter }, { userData: { persistence: { interval: '1h' } } });
-      const list = await sessions(manager, true);
+      manager = await build(collection);
+      const list = await sessions(manager, contender.versioned, contender.sessions);
       if (existing) {
         await manager.persistAllUserData();
         dirty(list);
@@ -89,6 +87,29 @@ function coreWithAdapter(
   };
 }
 
+function coreWithAdapter(
+  client: MongoClient,
+  db: string,
+  existing: boolean,
+  adapterOptions: { maxUpdatesPerBulkWrite?: number },
+): Contender {
+  const contender = {
+    name: 'core + MongoAdapter (batch 1000, versions on)',
+    sessions: SESSIONS,
+    versioned: true,
+  };
+  return managerContender(client, db, existing, contender, async (collection) => {
+    const adapter = new MongoAdapter({
+      client,
+      database: db,
+      collection: collection.collectionName,
+      ...adapterOptions,
+    });
+    await adapter.setup();
+    return create({ adapter }, { userData: { persistence: { interval: '1h' } } });
+  });
+}
+
 /**
  * The original style: each session's `persistUserData` listener awaits its own write, one session after the
  * other (batches of one, no concurrency), as the original library's persistAllUserData did. `write` is the
@@ -100,43 +121,30 @@ function originalStyle(
   existing: boolean,
   options: { name: string; sessions: number; insert?: boolean },
 ): Contender {
-  let manager: SessionManager | undefined;
-  let collection: Collection<UserDocument> | undefined;
-  return {
-    name: options.name,
-    sessions: options.sessions,
-    async prepare() {
-      collection = nextCollection(db, client);
-      const target = collection;
-      manager = create({}, { userData: { persistence: { interval: '1h', batchSize: 1, concurrency: 1 } } });
-      manager.on('persistUserData', async (session) => {
-        if (options.insert) {
-          await target.insertOne({
-            _id: String(session.userId),
-            data: session.userData,
-            version: 1,
-            updatedAt: new Date(),
-          });
-          return;
-        }
-        await target.updateOne(
-          { _id: String(session.userId) },
-          { $set: { data: session.userData, updatedAt: new Date() }, $inc: { version: 1 } },
-          { upsert: true },
-        );
-      });
-      const list = await sessions(manager, false, options.sessions);
-      if (existing) {
-        await manager.persistAllUserData();
-        dirty(list);
+  const contender = { name: options.name, sessions: options.sessions, versioned: false };
+  return managerContender(client, db, existing, contender, async (collection) => {
+    const manager = create(
+      {},
+      { userData: { persistence: { interval: '1h', batchSize: 1, concurrency: 1 } } },
+    );
+    manager.on('persistUserData', async (session) => {
+      if (options.insert) {
+        await collection.insertOne({
+          _id: String(session.userId),
+          data: session.userData,
+          version: 1,
+          updatedAt: new Date(),
+        });
+        return;
       }
-    },
-    flush: () => manager!.persistAllUserData(),
-    async dispose() {
-      await manager!.destroy(false);
-      await collection!.drop();
-    },
-  };
+      await collection.updateOne(
+        { _id: String(session.userId) },
+        { $set: { data: session.userData, updatedAt: new Date() }, $inc: { version: 1 } },
+        { upsert: true },
+      );
+    });
+    return manager;
+  });
 }
 
 /** The same writes the adapter sends, built from the same data, in one unordered bulkWrite. */
