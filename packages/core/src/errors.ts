@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'VERSION_CONFLICT'
   | 'PERSIST_FAILED'
   | 'ADAPTER_CONTRACT'
+  | 'ADAPTER_TIMEOUT'
+  | 'NO_WRITER'
   | 'SHUTDOWN_INCOMPLETE'
   | 'ADAPTER_ERROR'
   | 'ADAPTER_CLOSED';
@@ -67,7 +69,7 @@ export class ConflictError extends CageySessionsError {
   constructor(userId: UserId, expectedVersion: number, currentVersion: number) {
     super(
       'VERSION_CONFLICT',
-      `User ${JSON.stringify(userId)} was written elsewhere: expected stored version ${expectedVersion}, found ${currentVersion}. ` +
+      `User ${describeUserId(userId)} was written elsewhere: expected stored version ${expectedVersion}, found ${currentVersion}. ` +
         'Reload the session (session.reload()) or destroy it without persisting.',
     );
     this.userId = userId;
@@ -111,6 +113,14 @@ export class AdapterError extends CageySessionsError {
 
 export function isCageySessionsError(error: unknown): error is CageySessionsError {
   return error instanceof CageySessionsError;
+}
+
+/** A user id for a message or log line: JSON-quoted, long ids cut to their first 64 characters. */
+export function describeUserId(userId: unknown): string {
+  if (typeof userId === 'string') {
+    return userId.length > 64 ? `${JSON.stringify(userId.slice(0, 64))}…` : JSON.stringify(userId);
+  }
+  return String(userId);
 }
 
 export function toError(value: unknown): Error {

@@ -1,7 +1,10 @@
 export {
   checkIdentifier,
+  MAX_WRITE_ID_LENGTH,
   type PreparedRecord,
+  passwordOfUrl,
   redactCredentials,
+  redactError,
   saveBatch,
   wrapDriverError,
 } from './adapter-kit.js';
@@ -9,6 +12,7 @@ export {
   AdapterError,
   CageySessionsError,
   ConflictError,
+  describeUserId,
   type ErrorCode,
   isCageySessionsError,
   PersistenceError,
@@ -20,4 +24,11 @@ export { create, SessionManager, type SessionManagerEvents, type SessionManagerS
 export type { Duration, Logger, PersistenceOptions, SessionManagerOptions } from './options.js';
 export { type IdentifyOptions, Session, type SessionEvents, type SetUserOptions } from './session.js';
 export type { PersistenceAdapter, SaveRecord, SaveResult, StoredUser, UserData, UserId } from './types.js';
-export { checkExpectedVersion, checkUserData, digest, serializeUserData, userKey } from './user-data.js';
+export {
+  checkExpectedVersion,
+  checkUserData,
+  digest,
+  MAX_USER_ID_BYTES,
+  serializeUserData,
+  userKey,
+} from './user-data.js';

@@ -1,5 +1,6 @@
 import {
   type ConflictError,
+  describeUserId,
   PersistenceError,
   StateError,
   type UnsavedUser,
@@ -236,7 +237,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
         if (holder !== undefined && holder !== session) {
           throw new StateError(
             'USER_IN_SESSION',
-            `User ${JSON.stringify(key)} is already in another live session; destroy that one first (manager.findByUserId()).`,
+            `User ${describeUserId(key)} is already in another live session; destroy that one first (manager.findByUserId()).`,
           );
         }
         this.#byUser.set(key, session);
@@ -314,7 +315,7 @@ export function create<T extends object = UserData>(
 }
 
 function describeUnsaved(unsaved: UnsavedUser[]): string {
-  const ids = unsaved.slice(0, 10).map((u) => JSON.stringify(u.userId));
+  const ids = unsaved.slice(0, 10).map((u) => describeUserId(u.userId));
   const more = unsaved.length > 10 ? ` and ${unsaved.length - 10} more` : '';
   return `${unsaved.length} user${unsaved.length === 1 ? '' : 's'} (${ids.join(', ')}${more})`;
 }

@@ -1,5 +1,12 @@
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
-import { ConflictError, PersistenceError, toError, type UnsavedUser, ValidationError } from './errors.js';
+import {
+  ConflictError,
+  describeUserId,
+  PersistenceError,
+  toError,
+  type UnsavedUser,
+  ValidationError,
+} from './errors.js';
 import type { ResolvedPersistenceOptions } from './options.js';
 import type { PersistenceAdapter, SaveRecord, SaveResult, UserId } from './types.js';
 import { checkUserData, digest } from './user-data.js';
@@ -298,7 +305,7 @@ export class PersistencePipeline<Owner> {
         state.lastError ??
         new PersistenceError(
           'PERSIST_FAILED',
-          `The write of user ${JSON.stringify(state.userId)} did not finish before the deadline.`,
+          `The write of user ${describeUserId(state.userId)} did not finish before the deadline.`,
         ),
     }));
   }
@@ -557,7 +564,7 @@ export class PersistencePipeline<Owner> {
           ? result.error
           : new PersistenceError(
               'PERSIST_FAILED',
-              `Could not save user ${JSON.stringify(state.userId)}: ${result.error.message}`,
+              `Could not save user ${describeUserId(state.userId)}: ${result.error.message}`,
               {
                 cause: result.error,
               },

@@ -1,4 +1,4 @@
-import { type ConflictError, StateError } from './errors.js';
+import { type ConflictError, describeUserId, StateError } from './errors.js';
 import { AsyncEventEmitter } from './events.js';
 import type { Logger } from './options.js';
 import type { PersistencePipeline, UserState } from './pipeline.js';
@@ -254,7 +254,7 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     if (this.#state !== undefined && this.#state.key !== key) {
       throw new StateError(
         'ALREADY_IDENTIFIED',
-        `This session already belongs to user ${JSON.stringify(this.#state.userId)}; create a new session for another user.`,
+        `This session already belongs to user ${describeUserId(this.#state.userId)}; create a new session for another user.`,
       );
     }
   }

@@ -29,12 +29,25 @@ export interface SaveRecord {
    * snapshot taken when the batch was formed; adapters use it instead of serialising `userData` again.
    */
   json?: string | undefined;
+  /**
+   * Names this write attempt; unique per attempt, at most 64 characters of `[A-Za-z0-9._-]`. The adapter stores
+   * it with the record (replacing the previous one) and reports the stored one in a conflict
+   * (`currentWriteId`). That is how core recognises its own write whose acknowledgement was lost (a connection
+   * cut after the store committed): the retry meets a "conflict" whose stored write id is the lost write's, so
+   * it is not a conflict at all. Core's pipeline always sets it; absent, the record stores no write id.
+   */
+  writeId?: string | undefined;
 }
 
 export type SaveResult =
   | { status: 'ok'; version: number }
   /** `currentVersion` is the stored version, 0 when no live record exists. The stored record was not touched. */
-  | { status: 'conflict'; currentVersion: number }
+  | {
+      status: 'conflict';
+      currentVersion: number;
+      /** The write id stored with the live record (see `SaveRecord.writeId`); undefined when it has none. */
+      currentWriteId?: string | undefined;
+    }
   /** This record alone failed (the store rejected its value); its neighbours in the batch are unaffected. */
   | { status: 'error'; error: Error };
 

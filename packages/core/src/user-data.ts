@@ -2,19 +2,28 @@ import { hash } from 'node:crypto';
 import { ValidationError } from './errors.js';
 
 /**
+ * The longest user id every store accepts, in UTF-8 bytes. PostgreSQL's primary-key index refuses entries of
+ * more than about 2.7 KB; 512 bytes leaves room for a key prefix and percent-encoding in every store.
+ */
+export const MAX_USER_ID_BYTES = 512;
+
+/**
  * The storage key of a user: the decimal string of an integer id, the string itself otherwise, so `5` and `"5"`
  * name the same record. Throws INVALID_USER_ID for anything but a non-empty string (without NUL characters,
- * which several stores refuse) or a safe integer.
+ * which several stores refuse, and at most `MAX_USER_ID_BYTES` UTF-8 bytes) or a safe integer.
  */
 export function userKey(userId: unknown): string {
   if (typeof userId === 'string') {
-    if (userId.length > 0 && !userId.includes('\u0000')) return userId;
+    // Three bytes per UTF-16 unit at most, so short ids skip the byte count.
+    const fits = userId.length * 3 <= MAX_USER_ID_BYTES || Buffer.byteLength(userId) <= MAX_USER_ID_BYTES;
+    if (userId.length > 0 && fits && !userId.includes('\u0000')) return userId;
   } else if (typeof userId === 'number' && Number.isSafeInteger(userId)) {
     return String(userId);
   }
   throw new ValidationError(
     'INVALID_USER_ID',
-    `Invalid userId ${describe(userId)}: expected a non-empty string without NUL characters or a safe integer.`,
+    `Invalid userId ${describe(userId)}: expected a non-empty string without NUL characters of at most ` +
+      `${MAX_USER_ID_BYTES} UTF-8 bytes, or a safe integer.`,
   );
 }
 
