@@ -17,6 +17,7 @@ import {
 } from '@cagey-sessions/core';
 import {
   ADAPTER_NAME,
+  addWriteIdSql,
   DEFAULT_TABLE,
   deleteSql,
   isDataError,
@@ -354,7 +355,7 @@ export class PostgresAdapter implements PersistenceAdapter {
       const retry: number[] = [];
       for (let j = 0; j < pending.length; j++) {
         const i = pending[j]!;
-        const row = rows[j] as { written: unknown; current: unknown };
+        const row = rows[j] as { written: unknown; current: unknown; current_write_id: unknown };
         if (row.written !== null) {
           results[i] = { status: 'ok', version: Number(row.written) };
           continue;
@@ -365,7 +366,10 @@ export class PostgresAdapter implements PersistenceAdapter {
         // is written again with a fresh snapshot, which either succeeds or reports the real stored version.
         const explained = expected !== undefined && current !== expected;
         if (explained || races >= RACE_RETRIES) {
-          results[i] = { status: 'conflict', currentVersion: current };
+          results[i] =
+            typeof row.current_write_id === 'string'
+              ? { status: 'conflict', currentVersion: current, currentWriteId: row.current_write_id }
+              : { status: 'conflict', currentVersion: current };
         } else {
           retry.push(i);
         }
@@ -376,6 +380,8 @@ export class PostgresAdapter implements PersistenceAdapter {
   }
 
   #wrap(operation: string, error: unknown): CageySessionsError {
+    if (isMissingWriteId(error))
+      return withMigrationHint(wrapDriverError(this.name, operation, error), this.#table);
     const wrapped = wrapDriverError(this.name, operation, error);
     const secret = this.#url === undefined ? undefined : passwordOf(this.#url);
     if (secret === undefined || !wrapped.message.includes(secret)) return wrapped;
@@ -394,13 +400,15 @@ function saveParameters(prepared: PreparedRecord[], unit: number[]): unknown[] {
   const keys: string[] = new Array(unit.length);
   const json: string[] = new Array(unit.length);
   const expected: (number | null)[] = new Array(unit.length);
+  const writeIds: (string | null)[] = new Array(unit.length);
   for (let j = 0; j < unit.length; j++) {
     const record = prepared[unit[j]!]!;
     keys[j] = record.key;
     json[j] = record.json;
     expected[j] = record.expectedVersion ?? null;
+    writeIds[j] = record.writeId ?? null;
   }
-  return [keys, json.join(RECORD_SEPARATOR), expected];
+  return [keys, json.join(RECORD_SEPARATOR), expected, writeIds];
 }
 
 function passwordOf(url: string): string | undefined {
@@ -411,6 +419,21 @@ function passwordOf(url: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The table predates write ids (0.1) and `setup()` was not run: undefined_column naming `write_id`. */
+function isMissingWriteId(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === '42703' && typeof message === 'string' && message.includes('write_id');
+}
+
+function withMigrationHint(wrapped: CageySessionsError, table: TableName): CageySessionsError {
+  return new AdapterError(
+    ADAPTER_NAME,
+    `${wrapped.message.replace(/^\[[^\]]*\] /, '')}. The table was created by version 0.1: run ` +
+      `adapter.setup() once, or ${addWriteIdSql(table)} (see "Migrating from 0.1" in the README).`,
+    { code: wrapped.code, cause: wrapped.cause },
+  );
 }
 
 function invalidOptions(message: string): ValidationError {

@@ -30,22 +30,31 @@ export function parseTableName(value: unknown): TableName {
 /**
  * The table definition; the README shows the same DDL for teams that migrate by hand. Every flush rewrites
  * rows, so pages keep free space (fillfactor 70): updates then stay on their page (HOT) and skip the index,
- * which measured about 10% faster flushes and a third of the table size after repeated flushes.
+ * which measured about 10% faster flushes and a third of the table size after repeated flushes. `write_id`
+ * comes last because 0.1 tables gain it by `ALTER TABLE … ADD COLUMN`, so both have the same column order.
  */
 export function createTableSql(table: TableName): string {
   return `CREATE TABLE IF NOT EXISTS ${table.quoted} (
   user_id    text        PRIMARY KEY,
   data       jsonb,
   version    bigint      NOT NULL,
-  updated_at timestamptz NOT NULL DEFAULT now()
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  write_id   text
 ) WITH (fillfactor = 70)`;
 }
 
+/** Adds the column 0.1 tables lack. `IF NOT EXISTS`: a no-op for a table that has it. */
+export function addWriteIdSql(table: TableName): string {
+  return `ALTER TABLE ${table.quoted} ADD COLUMN IF NOT EXISTS write_id text`;
+}
+
 /**
- * One statement, so it runs the same on a pool, a single client and PGlite. When the table exists nothing is
- * locked and no DDL privilege is needed. Otherwise a transaction-scoped advisory lock serialises concurrent
- * runs, so the classic `CREATE TABLE IF NOT EXISTS` race (a unique violation on pg_type) cannot surface: a
- * waiter gets the lock after the creator committed and finds the table.
+ * One statement, so it runs the same on a pool, a single client and PGlite. When the table exists with every
+ * column nothing is locked and no DDL privilege is needed. Otherwise a transaction-scoped advisory lock
+ * serialises concurrent runs, so the classic `CREATE TABLE IF NOT EXISTS` race (a unique violation on pg_type)
+ * cannot surface: a waiter gets the lock after the creator committed and finds the table. A table created by
+ * 0.1 (no `write_id`) gets the column the same way: checked in pg_attribute without a lock, added under the
+ * lock with `ADD COLUMN IF NOT EXISTS`, which a waiter then finds done.
  */
 export function setupSql(table: TableName): string {
   // Identifiers are validated ([A-Za-z0-9_]), so they are safe inside the quoted literals below.
@@ -62,6 +71,13 @@ BEGIN
     PERFORM pg_advisory_xact_lock(1667327845, hashtext('cagey-sessions:${table.quoted}'));
     ${createSchema}${createTableSql(table)};
   END IF;
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_attribute
+    WHERE attrelid = to_regclass('${table.quoted}') AND attname = 'write_id' AND NOT attisdropped
+  ) THEN
+    PERFORM pg_advisory_xact_lock(1667327845, hashtext('cagey-sessions:${table.quoted}'));
+    ${addWriteIdSql(table)};
+  END IF;
 END
 $cagey_setup$`;
 }
@@ -71,12 +87,12 @@ export function loadSql(table: TableName): string {
 }
 
 /**
- * A delete turns a live record into a tombstone (data NULL) holding the next version. `current` is read from
+ * A delete turns a live record into a tombstone (data NULL, no write id) holding the next version. `current` is read from
  * the statement's snapshot so a refused delete can report the stored version.
  */
 export function deleteSql(table: TableName): string {
   return `WITH deleted AS (
-  UPDATE ${table.quoted} AS t SET data = NULL, version = t.version + 1, updated_at = now()
+  UPDATE ${table.quoted} AS t SET data = NULL, version = t.version + 1, updated_at = now(), write_id = NULL
   WHERE t.user_id = $1 AND t.data IS NOT NULL AND ($2::bigint IS NULL OR t.version = $2::bigint)
   RETURNING t.version
 )
@@ -86,41 +102,48 @@ SELECT (SELECT version FROM deleted) AS deleted,
 
 /**
  * Writes a whole batch in one statement. Parameters: $1 text[] of user keys, $2 the JSON texts joined with
- * RECORD_SEPARATOR, $3 bigint[] of expected versions (NULL = unconditional). Keys must be distinct.
+ * RECORD_SEPARATOR, $3 bigint[] of expected versions (NULL = unconditional), $4 text[] of write ids (NULL =
+ * none). Keys must be distinct.
  *
- * Each record goes through exactly one of three writes:
+ * Each record goes through exactly one of three writes, each storing the record's write id:
  * - unconditional: upsert, version = stored + 1 (a tombstone counts as stored);
  * - expected 0: insert, or revive a tombstone; a live row is a conflict;
  * - expected n: update only the live row at version n (an UPDATE, so a missing row is never inserted).
  * One row per input comes back, in input order: `written` is the new version, or NULL when the version
- * predicate refused the write; then `current` is the live version in the statement's snapshot (NULL: none).
+ * predicate refused the write; then `current` is the live version in the statement's snapshot (NULL: none)
+ * and `current_write_id` the write id stored with it (both read from the same snapshot, so they match).
  */
 export function saveSql(table: TableName): string {
   const t = table.quoted;
+  const live = `FROM ${t} AS s WHERE s.user_id = i.user_id AND s.data IS NOT NULL`;
   return `WITH input AS (
   SELECT * FROM ROWS FROM (
     unnest($1::text[]),
     unnest(string_to_array($2::text, chr(30))),
-    unnest($3::bigint[])
-  ) WITH ORDINALITY AS i(user_id, data, expected, ord)
+    unnest($3::bigint[]),
+    unnest($4::text[])
+  ) WITH ORDINALITY AS i(user_id, data, expected, write_id, ord)
 ),
 unconditional AS (
-  INSERT INTO ${t} AS t (user_id, data, version, updated_at)
-  SELECT user_id, data::jsonb, 1, now() FROM input WHERE expected IS NULL
+  INSERT INTO ${t} AS t (user_id, data, version, updated_at, write_id)
+  SELECT user_id, data::jsonb, 1, now(), write_id FROM input WHERE expected IS NULL
   ON CONFLICT (user_id) DO UPDATE
-    SET data = excluded.data, version = t.version + 1, updated_at = excluded.updated_at
+    SET data = excluded.data, version = t.version + 1, updated_at = excluded.updated_at,
+        write_id = excluded.write_id
   RETURNING t.user_id, t.version
 ),
 created AS (
-  INSERT INTO ${t} AS t (user_id, data, version, updated_at)
-  SELECT user_id, data::jsonb, 1, now() FROM input WHERE expected = 0
+  INSERT INTO ${t} AS t (user_id, data, version, updated_at, write_id)
+  SELECT user_id, data::jsonb, 1, now(), write_id FROM input WHERE expected = 0
   ON CONFLICT (user_id) DO UPDATE
-    SET data = excluded.data, version = t.version + 1, updated_at = excluded.updated_at
+    SET data = excluded.data, version = t.version + 1, updated_at = excluded.updated_at,
+        write_id = excluded.write_id
     WHERE t.data IS NULL
   RETURNING t.user_id, t.version
 ),
 updated AS (
-  UPDATE ${t} AS t SET data = i.data::jsonb, version = t.version + 1, updated_at = now()
+  UPDATE ${t} AS t
+    SET data = i.data::jsonb, version = t.version + 1, updated_at = now(), write_id = i.write_id
   FROM input AS i
   WHERE i.expected > 0 AND t.user_id = i.user_id AND t.version = i.expected AND t.data IS NOT NULL
   RETURNING t.user_id, t.version
@@ -129,9 +152,8 @@ written AS (
   SELECT * FROM unconditional UNION ALL SELECT * FROM created UNION ALL SELECT * FROM updated
 )
 SELECT w.version AS written,
-       CASE WHEN w.version IS NULL THEN
-         (SELECT s.version FROM ${t} AS s WHERE s.user_id = i.user_id AND s.data IS NOT NULL)
-       END AS current
+       CASE WHEN w.version IS NULL THEN (SELECT s.version ${live}) END AS current,
+       CASE WHEN w.version IS NULL THEN (SELECT s.write_id ${live}) END AS current_write_id
 FROM input AS i LEFT JOIN written AS w ON w.user_id = i.user_id
 ORDER BY i.ord`;
 }

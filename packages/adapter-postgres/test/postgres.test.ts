@@ -38,7 +38,7 @@ describe.skipIf(url === null)('postgres adapter on a real server', () => {
     return { adapter, table };
   }
 
-  it('setup creates the documented table: text primary key, jsonb data, bigint version, timestamptz updated_at', async () => {
+  it('setup creates the documented table: text primary key, jsonb data, bigint version, timestamptz updated_at, text write_id', async () => {
     const { table } = await freshAdapter();
     const { rows } = await pool.query(
       `SELECT column_name, data_type, is_nullable FROM information_schema.columns
@@ -50,6 +50,7 @@ describe.skipIf(url === null)('postgres adapter on a real server', () => {
       { column_name: 'data', data_type: 'jsonb', is_nullable: 'YES' },
       { column_name: 'version', data_type: 'bigint', is_nullable: 'NO' },
       { column_name: 'updated_at', data_type: 'timestamp with time zone', is_nullable: 'NO' },
+      { column_name: 'write_id', data_type: 'text', is_nullable: 'YES' },
     ]);
     const pk = await pool.query(
       `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
