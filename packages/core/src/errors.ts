@@ -78,9 +78,17 @@ export class ConflictError extends CageySessionsError {
   }
 }
 
+/** A user whose newest data is not known to be stored. */
 export interface UnsavedUser {
   userId: UserId;
+  /** Why: the last write's error, a `ConflictError`, or a deadline that passed with the write unfinished. */
   error: Error;
+  /**
+   * `true` when a write of this newest data may have reached the store after all: it was still in flight at
+   * the deadline, or it failed in a way that can hide a commit (a timeout, a connection lost before the
+   * acknowledgement). `false` when the data is certainly not stored.
+   */
+  maybeStored: boolean;
 }
 
 /** A write did not reach the store (PERSIST_FAILED), an adapter broke its contract, or shutdown gave up. */

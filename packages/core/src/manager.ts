@@ -1,3 +1,4 @@
+import { callAdapter, withTimeout } from './deadline.js';
 import {
   type ConflictError,
   describeUserId,
@@ -8,6 +9,8 @@ import {
 } from './errors.js';
 import { AsyncEventEmitter } from './events.js';
 import {
+  checkKeys,
+  checkManagerOptions,
   completeLogger,
   type Logger,
   type ResolvedPersistenceOptions,
@@ -16,7 +19,7 @@ import {
 } from './options.js';
 import { PersistencePipeline, type PipelineHooks, type PipelineStats, type UserState } from './pipeline.js';
 import { Session, type SessionHost } from './session.js';
-import type { PersistenceAdapter, UserData, UserId } from './types.js';
+import type { PersistenceAdapter, StoredUser, UserData, UserId } from './types.js';
 import { userKey } from './user-data.js';
 
 /** Events the manager emits: every session event, with the session first. */
@@ -63,6 +66,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
 
   constructor(options: SessionManagerOptions = {}) {
     super();
+    checkManagerOptions(options);
     this.adapter = options.adapter;
     this.#log = completeLogger(options.log);
     this.#options = resolvePersistenceOptions(options.userData?.persistence, options.adapter);
@@ -130,7 +134,8 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
    */
   async persistAllUserData(): Promise<void> {
     this.#assertAlive('persistAllUserData');
-    const unsaved = await this.#pipeline.flush(true);
+    const pipeline = this.#pipeline;
+    const unsaved = await pipeline.keepAlive.during(pipeline.flush('explicit'));
     if (unsaved.length > 0) {
       throw new PersistenceError('PERSIST_FAILED', `${describeUnsaved(unsaved)} could not be saved.`, {
         unsaved,
@@ -174,7 +179,9 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
     clearInterval(this.#timer);
     const deadline = performance.now() + this.#options.shutdownTimeout;
     const destroyed = Promise.allSettled([...this.#sessions].map((session) => session.destroy(persist)));
-    const outcomes = await raceDeadline(destroyed, deadline);
+    const outcomes = await this.#pipeline.keepAlive.during(
+      withTimeout(destroyed, deadline - performance.now()),
+    );
     let unsaved: UnsavedUser[] = [];
     if (persist) {
       unsaved = await this.#pipeline.drain(Math.max(0, deadline - performance.now()));
@@ -195,7 +202,11 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
         { unsaved },
       );
       this.#log.error(
-        { userIds: unsaved.map((u) => u.userId), err: error },
+        {
+          userIds: unsaved.map((u) => u.userId),
+          maybeStored: unsaved.filter((u) => u.maybeStored).map((u) => u.userId),
+          err: error,
+        },
         'cagey-sessions: users not saved at shutdown',
       );
       throw error;
@@ -212,7 +223,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
     }
     this.#flushing = true;
     this.#pipeline
-      .flush(false)
+      .flush('interval')
       .catch((error) => this.#log.error({ err: error }, 'cagey-sessions: interval flush failed'))
       .finally(() => {
         this.#flushing = false;
@@ -226,8 +237,18 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
   }
 
   #sessionHost(): SessionHost<T> {
+    const adapter = this.adapter;
     return {
-      adapter: this.adapter,
+      adapter,
+      load:
+        adapter === undefined
+          ? undefined
+          : async (userId) => {
+              const stored = await callAdapter(adapter.name, 'load', this.#options.callTimeout, () =>
+                adapter.load(userId),
+              );
+              return checkLoaded(adapter, stored);
+            },
       pipeline: this.#pipeline,
       log: this.#log,
       emitForSession: (event, session, args) =>
@@ -298,10 +319,6 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
         );
         notify('conflict', state, error);
       },
-      noWriter: () =>
-        this.#log.warn(
-          'cagey-sessions: user data changed but there is no adapter and no persistUserData listener; it is not stored anywhere',
-        ),
     };
   }
 }
@@ -311,24 +328,37 @@ export function create<T extends object = UserData>(
   apis: { log?: Logger | undefined; adapter?: PersistenceAdapter | undefined } = {},
   options: Omit<SessionManagerOptions, 'log' | 'adapter'> = {},
 ): SessionManager<T> {
+  checkKeys('apis', apis, ['log', 'adapter']);
+  checkKeys('options', options, ['userData']);
   return new SessionManager<T>({ ...options, log: apis.log, adapter: apis.adapter });
+}
+
+/** What `load` resolved, checked against the contract: nothing, or `{ userData: object, version: n >= 1 }`. */
+function checkLoaded(adapter: PersistenceAdapter, stored: unknown): StoredUser | undefined {
+  if (stored === undefined || stored === null) return undefined;
+  const { userData, version } = stored as Partial<StoredUser>;
+  if (
+    typeof userData === 'object' &&
+    userData !== null &&
+    !Array.isArray(userData) &&
+    typeof version === 'number' &&
+    Number.isSafeInteger(version) &&
+    version >= 1
+  ) {
+    return { userData, version };
+  }
+  throw new PersistenceError(
+    'ADAPTER_CONTRACT',
+    `Adapter "${adapter.name}" broke the PersistenceAdapter contract: load() resolved something other than ` +
+      'undefined or { userData: object, version: positive integer }.',
+  );
 }
 
 function describeUnsaved(unsaved: UnsavedUser[]): string {
   const ids = unsaved.slice(0, 10).map((u) => describeUserId(u.userId));
   const more = unsaved.length > 10 ? ` and ${unsaved.length - 10} more` : '';
-  return `${unsaved.length} user${unsaved.length === 1 ? '' : 's'} (${ids.join(', ')}${more})`;
-}
-
-async function raceDeadline<V>(promise: Promise<V>, deadline: number): Promise<V | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - performance.now()));
-    timer.unref();
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const maybe = unsaved.filter((u) => u.maybeStored).length;
+  const unknown =
+    maybe === 0 ? '' : `; for ${maybe} of them a write may have reached the store (maybeStored)`;
+  return `${unsaved.length} user${unsaved.length === 1 ? '' : 's'} (${ids.join(', ')}${more}${unknown})`;
 }

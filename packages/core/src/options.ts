@@ -33,6 +33,11 @@ export interface PersistenceOptions {
   retry?: { initialDelay?: Duration; maxDelay?: Duration };
   /** How long `manager.destroy(true)` keeps retrying before it reports the users it could not save. Default `'15s'`. */
   shutdownTimeout?: Duration;
+  /**
+   * How long one adapter call (`save`, `load`) may take before it counts as failed (ADAPTER_TIMEOUT) and is
+   * retried, so a store that hangs never makes `persistNow()` or `identify()` wait forever. Default `'10s'`.
+   */
+  callTimeout?: Duration;
 }
 
 export interface SessionManagerOptions {
@@ -50,6 +55,7 @@ export interface ResolvedPersistenceOptions {
   retryInitialDelay: number;
   retryMaxDelay: number;
   shutdownTimeout: number;
+  callTimeout: number;
 }
 
 export function resolvePersistenceOptions(
@@ -57,6 +63,8 @@ export function resolvePersistenceOptions(
   adapter: PersistenceAdapter | undefined,
 ): ResolvedPersistenceOptions {
   const o = options ?? {};
+  checkKeys('userData.persistence', o, PERSISTENCE_KEYS);
+  if (o.retry !== undefined) checkKeys('userData.persistence.retry', o.retry, ['initialDelay', 'maxDelay']);
   if (o.events !== undefined && (!Array.isArray(o.events) || !o.events.every((e) => typeof e === 'string'))) {
     throw optionError('userData.persistence.events', o.events, 'an array of event names');
   }
@@ -68,7 +76,103 @@ export function resolvePersistenceOptions(
     retryInitialDelay: duration('userData.persistence.retry.initialDelay', o.retry?.initialDelay ?? '250ms'),
     retryMaxDelay: duration('userData.persistence.retry.maxDelay', o.retry?.maxDelay ?? '30s'),
     shutdownTimeout: duration('userData.persistence.shutdownTimeout', o.shutdownTimeout ?? '15s'),
+    callTimeout: duration('userData.persistence.callTimeout', o.callTimeout ?? '10s'),
   };
+}
+
+const PERSISTENCE_KEYS = [
+  'events',
+  'interval',
+  'batchSize',
+  'concurrency',
+  'retry',
+  'shutdownTimeout',
+  'callTimeout',
+] as const;
+
+/**
+ * Checks the manager's options object and everything but `userData.persistence` (see
+ * `resolvePersistenceOptions`): unknown keys are refused with the nearest valid one named (`adaptor` ->
+ * `adapter`), and the adapter must have the contract's methods.
+ */
+export function checkManagerOptions(options: unknown): asserts options is SessionManagerOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError('INVALID_OPTIONS', 'Invalid options: expected an object.');
+  }
+  checkKeys('options', options, ['adapter', 'log', 'userData']);
+  const { adapter, log, userData } = options as SessionManagerOptions;
+  if (userData !== undefined) checkKeys('userData', userData, ['persistence']);
+  if (log !== undefined && (typeof log !== 'object' || log === null)) {
+    throw optionError('log', log, 'a logger object with debug/info/warn/error methods');
+  }
+  if (adapter !== undefined) checkAdapter(adapter);
+}
+
+const ADAPTER_METHODS = ['load', 'save', 'delete', 'close'] as const;
+
+function checkAdapter(adapter: unknown): void {
+  const missing =
+    typeof adapter === 'object' && adapter !== null
+      ? ADAPTER_METHODS.filter((method) => typeof (adapter as Record<string, unknown>)[method] !== 'function')
+      : ADAPTER_METHODS;
+  if (missing.length > 0) {
+    throw new ValidationError(
+      'INVALID_OPTIONS',
+      `Invalid option adapter: a PersistenceAdapter needs the methods ${ADAPTER_METHODS.join(', ')}; ` +
+        `missing ${missing.join(', ')}. Pass an adapter instance such as new PostgresAdapter({ ... }).`,
+    );
+  }
+  const batch = (adapter as { maxBatchSize?: unknown }).maxBatchSize;
+  if (batch !== undefined && !(typeof batch === 'number' && Number.isSafeInteger(batch) && batch > 0)) {
+    throw optionError('adapter.maxBatchSize', batch, 'a positive integer or nothing');
+  }
+}
+
+/** Refuses keys of `value` not in `known` (INVALID_OPTIONS), naming the nearest known key. */
+export function checkKeys(where: string, value: unknown, known: readonly string[]): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError('INVALID_OPTIONS', `Invalid option ${where}: expected an object.`);
+  }
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const nearest = nearestKey(key, known);
+    const hint = nearest === undefined ? `Known keys: ${known.join(', ')}.` : `Did you mean ${nearest}?`;
+    throw new ValidationError(
+      'INVALID_OPTIONS',
+      `Unknown option ${where === 'options' ? '' : `${where}.`}${JSON.stringify(key).slice(0, 60)}. ${hint}`,
+    );
+  }
+}
+
+/** The known key within a small edit distance of `key` (typos, other spellings), if any. */
+function nearestKey(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  if (a.length > 64 || b.length > 64) return Number.POSITIVE_INFINITY;
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(
+        previous[j]! + 1,
+        row[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = row;
+  }
+  return previous[b.length]!;
 }
 
 export function duration(name: string, value: unknown): number {

@@ -1,14 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
+import { callAdapter, KeepAlive, withTimeout } from './deadline.js';
 import {
+  CageySessionsError,
   ConflictError,
   describeUserId,
+  type ErrorCode,
   PersistenceError,
   toError,
   type UnsavedUser,
   ValidationError,
 } from './errors.js';
 import type { ResolvedPersistenceOptions } from './options.js';
-import type { PersistenceAdapter, SaveRecord, SaveResult, UserId } from './types.js';
+import type { PersistenceAdapter, SaveRecord, UserId } from './types.js';
 import { checkUserData, digest } from './user-data.js';
 
 /** The persistence state of one user, shared by the session bound to it and by its unsaved data after destroy. */
@@ -41,6 +45,12 @@ export interface UserState<Owner> {
   lastError: Error | undefined;
   retryTimer: NodeJS.Timeout | undefined;
   conflict: ConflictError | undefined;
+  /**
+   * Writes of this user whose outcome is unknown (the call failed after the data may have reached the store):
+   * write id -> digest of the data it carried. A later "conflict" whose stored write id is one of these is
+   * that write, committed after all.
+   */
+  unacknowledged: Map<string, string> | undefined;
   dropped: boolean;
 }
 
@@ -61,14 +71,41 @@ interface Entry<Owner> {
   generation: number;
   snapshot: Snapshot | undefined;
   expectedVersion: number | undefined;
-  /** Set when the entry failed before reaching the adapter (a listener or validation error). */
+  writeId: string;
+  /** Set when the entry failed before reaching the writer (a listener, validation, or no writer at all). */
   error?: Error;
+  /** `persistUserData` listeners ran for this entry; without an adapter they are the write. */
+  listened?: boolean;
   /** The entry's data changed and was handed to the writer. */
   sent?: boolean;
 }
 
-/** A write's outcome; `version` is undefined when listeners, not an adapter, did the writing. */
-type Outcome = SaveResult | { status: 'ok'; version: undefined };
+/**
+ * A write's outcome: `unchanged` when nothing needed writing; `ok` without a version when listeners, not an
+ * adapter, did the writing; an error that `reachedStore` may have been written anyway (its acknowledgement lost).
+ */
+type Outcome =
+  | { status: 'unchanged' }
+  | { status: 'ok'; version: number | undefined }
+  | { status: 'conflict'; currentVersion: number; currentWriteId?: string | undefined }
+  | { status: 'error'; error: Error; reachedStore: boolean };
+
+/** How many unacknowledged writes of one user are remembered (a long outage retries many times). */
+const MAX_UNACKNOWLEDGED = 64;
+
+/** Errors that retrying cannot fix: reported at once, never retried automatically. */
+export function isPermanent(error: Error): boolean {
+  if (error instanceof ValidationError || error instanceof ConflictError) return true;
+  // An adapter's error arrives wrapped as PERSIST_FAILED; its own code is the cause's.
+  for (const candidate of [error, error.cause]) {
+    if (!(candidate instanceof CageySessionsError)) continue;
+    if (candidate instanceof ValidationError) return true;
+    if (PERMANENT_CODES.has(candidate.code)) return true;
+  }
+  return false;
+}
+
+const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set(['ADAPTER_CLOSED', 'ADAPTER_CONTRACT', 'NO_WRITER']);
 
 /** What the pipeline tells its owner; the manager turns these into events and log lines. */
 export interface PipelineHooks<Owner> {
@@ -77,8 +114,6 @@ export interface PipelineHooks<Owner> {
   persisted(state: UserState<Owner>): void;
   failed(state: UserState<Owner>, error: Error): void;
   conflicted(state: UserState<Owner>, error: ConflictError): void;
-  /** Data changed but there is neither an adapter nor a `persistUserData` listener to write it (said once). */
-  noWriter(): void;
 }
 
 export interface PipelineStats {
@@ -112,10 +147,14 @@ export class PersistencePipeline<Owner> {
   readonly #hooks: PipelineHooks<Owner>;
   readonly #queue = new Set<UserState<Owner>>();
   readonly #running = new Set<Entry<Owner>>();
+  /** Held while a caller awaits a write or a drain, so the process does not exit under it. */
+  readonly keepAlive = new KeepAlive();
+  /** Write ids are this prefix (unique per pipeline) and a counter. */
+  readonly #writeIdPrefix = `${randomBytes(9).toString('base64url')}.`;
+  #writeCount = 0;
   #activeBatches = 0;
   #pumpScheduled = false;
   #disposed = false;
-  #warnedNoWriter = false;
   #written = 0;
   #failed = 0;
   #conflicts = 0;
@@ -151,7 +190,9 @@ export class PersistencePipeline<Owner> {
       existing.savedDigest = undefined;
       existing.snapshot = undefined;
       existing.conflict = undefined;
+      existing.unacknowledged = undefined;
       existing.failures = 0;
+      existing.lastError = undefined;
       existing.generation++;
       return existing;
     }
@@ -174,16 +215,20 @@ export class PersistencePipeline<Owner> {
       lastError: undefined,
       retryTimer: undefined,
       conflict: undefined,
+      unacknowledged: undefined,
       dropped: false,
     };
     this.states.set(key, state);
     return state;
   }
 
-  /** Adopts the unsaved data of a destroyed session of this user, if any: it is newer than the store's. */
+  /**
+   * Adopts the unsaved data of a destroyed session of this user, if any: it is newer than the store's. Data
+   * that met a conflict is not adopted (the store holds newer data; the caller loads that instead).
+   */
   adoptOrphan(owner: Owner, key: string): UserState<Owner> | undefined {
     const state = this.states.get(key);
-    if (state === undefined || !state.orphan) return undefined;
+    if (state === undefined || !state.orphan || state.conflict !== undefined) return undefined;
     state.owner = owner;
     state.orphan = false;
     return state;
@@ -194,18 +239,22 @@ export class PersistencePipeline<Owner> {
     state.savedDigest = digest(JSON.stringify(state.userData));
   }
 
-  /** Writes the user's current data now (if it changed); resolves when it is stored. */
+  /**
+   * Writes the user's current data now (if it changed); resolves when it is stored. The process stays alive
+   * until it settles.
+   */
   persist(state: UserState<Owner>): Promise<void> {
-    return this.#request(state, true);
+    return this.keepAlive.during(this.#request(state, { fresh: true }));
   }
 
   /**
-   * The session is going away. With `keepUnsaved`, data that is not yet stored stays queued for retry as an
-   * orphan until it is written or shutdown gives up; otherwise the user is forgotten.
+   * The session is going away. With `keep: 'unsaved'`, data that is not yet stored stays held as an orphan:
+   * queued for retry until it is written, or (after a conflict) kept so that shutdown reports it. With
+   * `keep: 'nothing'` the user is forgotten.
    */
-  release(state: UserState<Owner>, keepUnsaved: boolean): void {
+  release(state: UserState<Owner>, keep: 'unsaved' | 'nothing'): void {
     state.orphan = true;
-    if (!keepUnsaved || this.#disposed || state.conflict !== undefined) this.#drop(state);
+    if (keep === 'nothing' || this.#disposed) this.#drop(state);
     else this.#forgetIfSettled(state);
   }
 
@@ -214,6 +263,8 @@ export class PersistencePipeline<Owner> {
     state.userData = userData;
     state.version = version;
     state.conflict = undefined;
+    state.unacknowledged = undefined;
+    state.lastError = undefined;
     state.snapshot = undefined;
     state.generation++;
     this.markSaved(state);
@@ -221,16 +272,18 @@ export class PersistencePipeline<Owner> {
 
   /**
    * Writes every user whose data changed, least recently persisted first, and resolves with the users that
-   * could not be saved. `explicit` flushes also retry users waiting for their backoff.
+   * could not be saved. An `explicit` flush (a caller awaits it) also retries users waiting for their backoff
+   * and reports users held back by a conflict; an `interval` flush leaves both alone.
    */
-  async flush(explicit: boolean): Promise<UnsavedUser[]> {
+  async flush(reason: 'explicit' | 'interval'): Promise<UnsavedUser[]> {
+    const explicit = reason === 'explicit';
     const started = performance.now();
     const unsaved: UnsavedUser[] = [];
     const writes: Promise<void>[] = [];
     const write = (state: UserState<Owner>) =>
       writes.push(
-        this.#request(state, false).catch((error) => {
-          unsaved.push({ userId: state.userId, error });
+        this.#request(state, { fresh: false }).catch((error) => {
+          unsaved.push(this.#unsaved(state, error));
         }),
       );
     // Sorted before anything is serialised, so that each batch of dirty users found can be sent at once, in
@@ -247,7 +300,7 @@ export class PersistencePipeline<Owner> {
       if (++scanned % 1000 === 0) await nextMacrotask();
       if (state.dropped) continue;
       if (state.conflict !== undefined) {
-        if (explicit) unsaved.push({ userId: state.userId, error: state.conflict });
+        if (explicit) unsaved.push(this.#unsaved(state, state.conflict));
         continue;
       }
       if (state.retryTimer !== undefined && !explicit) continue;
@@ -260,7 +313,7 @@ export class PersistencePipeline<Owner> {
         snapshot = this.#snapshot(state);
       } catch (error) {
         this.#fail(state, toError(error));
-        unsaved.push({ userId: state.userId, error: toError(error) });
+        unsaved.push(this.#unsaved(state, toError(error)));
         continue;
       }
       if (snapshot.digest === state.savedDigest) {
@@ -282,32 +335,66 @@ export class PersistencePipeline<Owner> {
 
   /**
    * Flushes and retries until every held user is stored or `timeoutMs` has passed; resolves with exactly the
-   * users that were not saved (including writes still hanging at the deadline).
+   * users that were not saved. Users whose failure retrying cannot fix (a conflict, invalid data, a closed
+   * adapter) end the wait as soon as they are all that is left. The process stays alive until it resolves.
    */
-  async drain(timeoutMs: number): Promise<UnsavedUser[]> {
+  drain(timeoutMs: number): Promise<UnsavedUser[]> {
+    return this.keepAlive.during(this.#drain(timeoutMs));
+  }
+
+  async #drain(timeoutMs: number): Promise<UnsavedUser[]> {
     const deadline = performance.now() + timeoutMs;
     let attempt = 0;
     for (;;) {
       await nextMacrotask();
-      if (this.#unsettled().length === 0) return [];
+      const open = this.#unsettled();
+      if (open.length === 0) return [];
+      if (open.every((state) => this.#isFinal(state))) return open.map((state) => this.#unsaved(state));
       const remaining = deadline - performance.now();
       if (remaining <= 0) break;
-      const unsaved = await withTimeout(this.flush(true), remaining);
+      const unsaved = await withTimeout(this.flush('explicit'), remaining);
       if (unsaved !== undefined && unsaved.length === 0) continue;
-      if (unsaved?.every((u) => u.error instanceof ConflictError)) return unsaved;
+      if (unsaved?.every((user) => isPermanent(user.error))) continue;
       const pause = Math.min(this.#backoff(++attempt), deadline - performance.now());
       if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause).unref());
     }
-    return this.#unsettled().map((state) => ({
+    return this.#unsettled().map((state) => this.#unsaved(state));
+  }
+
+  /** How `state` is reported as not saved: the given error, else its last one, else "still being written". */
+  #unsaved(state: UserState<Owner>, error?: Error): UnsavedUser {
+    let maybeStored = state.inFlight;
+    if (!maybeStored && state.unacknowledged !== undefined) {
+      const current = this.#currentDigest(state);
+      for (const sent of state.unacknowledged.values()) if (sent === current) maybeStored = true;
+    }
+    return {
       userId: state.userId,
       error:
+        error ??
         state.conflict ??
         state.lastError ??
         new PersistenceError(
           'PERSIST_FAILED',
           `The write of user ${describeUserId(state.userId)} did not finish before the deadline.`,
         ),
-    }));
+      maybeStored,
+    };
+  }
+
+  #currentDigest(state: UserState<Owner>): string | undefined {
+    try {
+      return digest(JSON.stringify(state.userData));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Nothing pending and a failure that retrying cannot fix: waiting longer will not store this user. */
+  #isFinal(state: UserState<Owner>): boolean {
+    if (state.inFlight || state.queued) return false;
+    if (state.conflict !== undefined) return true;
+    return state.lastError !== undefined && isPermanent(state.lastError);
   }
 
   /** Stops everything: timers cleared, queued users dropped, callers still waiting rejected. */
@@ -323,6 +410,11 @@ export class PersistencePipeline<Owner> {
       this.#drop(state);
     }
     this.#queue.clear();
+  }
+
+  /** Write ids are unique per attempt: a prefix random to this pipeline and a counter. */
+  #nextWriteId(): string {
+    return this.#writeIdPrefix + (++this.#writeCount).toString(36);
   }
 
   /** Whether the user's data differs from what the store holds (O(size of the data)). */
@@ -369,7 +461,8 @@ export class PersistencePipeline<Owner> {
     );
   }
 
-  #request(state: UserState<Owner>, fresh: boolean): Promise<void> {
+  /** Asks for a write of the user; `fresh` drops a snapshot a flush scan took, so the newest data is written. */
+  #request(state: UserState<Owner>, { fresh }: { fresh: boolean }): Promise<void> {
     if (state.conflict !== undefined) return Promise.reject(state.conflict);
     if (state.dropped || this.#disposed) return Promise.resolve();
     if (fresh) state.snapshot = undefined;
@@ -431,6 +524,7 @@ export class PersistencePipeline<Owner> {
         generation: state.generation,
         snapshot: state.snapshot,
         expectedVersion: state.version,
+        writeId: this.#nextWriteId(),
       });
       state.snapshot = undefined;
     }
@@ -445,14 +539,11 @@ export class PersistencePipeline<Owner> {
       // listeners may still touch the data, so it is taken after them.
       if (adapter === undefined) for (const entry of batch) this.#snapshotEntry(entry);
       const listening: Promise<void>[] = [];
-      let unwritten = false;
       for (const entry of batch) {
         if (entry.error !== undefined) continue;
         const emitted = this.#hooks.beforePersist(entry.state);
-        if (emitted === undefined) {
-          unwritten ||= adapter === undefined;
-          continue;
-        }
+        if (emitted === undefined) continue;
+        entry.listened = true;
         if (adapter !== undefined) entry.snapshot = undefined;
         listening.push(
           emitted.catch((error) => {
@@ -465,45 +556,59 @@ export class PersistencePipeline<Owner> {
       for (const entry of batch) {
         if (entry.error !== undefined) continue;
         this.#snapshotEntry(entry);
-        if (entry.error === undefined && entry.snapshot!.digest !== entry.state.savedDigest) {
-          entry.sent = true;
-          toWrite.push(entry);
+        if (entry.error !== undefined || entry.snapshot!.digest === entry.state.savedDigest) continue;
+        if (adapter === undefined && !entry.listened) {
+          entry.error = noWriterError(entry.state.userId);
+          continue;
         }
+        entry.sent = true;
+        toWrite.push(entry);
       }
-      let results: SaveResult[] | Error | undefined;
-      if (unwritten && toWrite.length > 0 && !this.#warnedNoWriter) {
-        this.#warnedNoWriter = true;
-        this.#hooks.noWriter();
-      }
-      if (adapter !== undefined && toWrite.length > 0) {
-        const records: SaveRecord[] = toWrite.map((entry) => ({
-          userId: entry.state.userId,
-          userData: entry.state.userData,
-          json: entry.snapshot!.json,
-          expectedVersion: entry.expectedVersion,
-        }));
-        results = await adapter.save(records).then(
-          (saved) =>
-            Array.isArray(saved) && saved.length === records.length
-              ? saved
-              : new PersistenceError(
-                  'ADAPTER_CONTRACT',
-                  `Adapter "${adapter.name}" returned ${Array.isArray(saved) ? saved.length : 'no'} results for ${records.length} records.`,
-                ),
-          (error) => toError(error),
-        );
-      }
+      const results = adapter !== undefined && toWrite.length > 0 ? await this.#save(adapter, toWrite) : [];
       let next = 0;
       for (const entry of batch) {
-        if (entry.error !== undefined) this.#settle(entry, { status: 'error', error: entry.error });
-        else if (!entry.sent) this.#settle(entry, undefined);
-        else if (results === undefined) this.#settle(entry, { status: 'ok', version: undefined });
-        else if (results instanceof Error) this.#settle(entry, { status: 'error', error: results });
+        if (entry.error !== undefined) {
+          this.#settle(entry, { status: 'error', error: entry.error, reachedStore: false });
+        } else if (!entry.sent) this.#settle(entry, { status: 'unchanged' });
+        else if (adapter === undefined) this.#settle(entry, { status: 'ok', version: undefined });
         else this.#settle(entry, results[next++]!);
       }
     } finally {
       for (const entry of batch) this.#running.delete(entry);
     }
+  }
+
+  /**
+   * Hands the entries to the adapter and returns one checked outcome per entry. A call that throws, rejects,
+   * times out or answers with the wrong shape becomes an error outcome for its entries; nothing escapes.
+   */
+  async #save(adapter: PersistenceAdapter, entries: Entry<Owner>[]): Promise<Outcome[]> {
+    const records: SaveRecord[] = entries.map((entry) => ({
+      userId: entry.state.userId,
+      userData: entry.state.userData,
+      json: entry.snapshot!.json,
+      expectedVersion: entry.expectedVersion,
+      writeId: entry.writeId,
+    }));
+    let saved: unknown;
+    try {
+      saved = await callAdapter(adapter.name, 'save', this.#options.callTimeout, () => adapter.save(records));
+    } catch (error) {
+      const failure: Outcome = {
+        status: 'error',
+        error: toError(error),
+        reachedStore: mayHaveReachedStore(error),
+      };
+      return entries.map(() => failure);
+    }
+    if (!Array.isArray(saved) || saved.length !== records.length) {
+      const error = contractError(
+        adapter,
+        `returned ${Array.isArray(saved) ? `${saved.length} results` : describeValue(saved)} for ${records.length} records`,
+      );
+      return entries.map(() => ({ status: 'error', error, reachedStore: true }));
+    }
+    return saved.map((result) => checkResult(adapter, result));
   }
 
   #snapshotEntry(entry: Entry<Owner>): void {
@@ -529,35 +634,22 @@ export class PersistencePipeline<Owner> {
     return snapshot;
   }
 
-  /** Applies a write's outcome; `result` undefined means nothing needed writing. */
-  #settle(entry: Entry<Owner>, result: Outcome | undefined): void {
+  /** Applies a write's outcome to the user and to the callers waiting for it. */
+  #settle(entry: Entry<Owner>, result: Outcome): void {
     const { state } = entry;
     state.inFlight = false;
     const current = !state.dropped && entry.generation === state.generation;
-    if (result === undefined || result.status === 'ok') {
-      if (result !== undefined) this.#written++;
-      if (current) {
-        if (result !== undefined) {
-          if (result.version !== undefined) state.version = result.version;
-          state.lastPersistedAt = Date.now();
-        }
-        state.savedDigest = entry.snapshot!.digest;
-        state.failures = 0;
-        state.lastError = undefined;
-        this.#clearRetry(state);
-      }
-      for (const waiter of entry.waiters) waiter.resolve();
-      if (current && result !== undefined) this.#hooks.persisted(state);
+    if (result.status === 'conflict' && current) {
+      const sent =
+        result.currentWriteId === undefined ? undefined : state.unacknowledged?.get(result.currentWriteId);
+      // The store holds this node's own earlier write, whose acknowledgement was lost: not a conflict.
+      if (sent !== undefined) this.#recover(entry, result.currentVersion, sent);
+      else this.#conflict(entry, result.currentVersion);
     } else if (result.status === 'conflict') {
       this.#conflicts++;
       const error = new ConflictError(state.userId, entry.expectedVersion ?? 0, result.currentVersion);
-      if (current) {
-        state.conflict = error;
-        this.#clearRetry(state);
-      }
       for (const waiter of entry.waiters) waiter.reject(error);
-      if (current) this.#hooks.conflicted(state, error);
-    } else {
+    } else if (result.status === 'error') {
       this.#failed++;
       const error =
         result.error instanceof ValidationError || result.error instanceof PersistenceError
@@ -565,23 +657,81 @@ export class PersistencePipeline<Owner> {
           : new PersistenceError(
               'PERSIST_FAILED',
               `Could not save user ${describeUserId(state.userId)}: ${result.error.message}`,
-              {
-                cause: result.error,
-              },
+              { cause: result.error },
             );
-      for (const waiter of entry.waiters) waiter.reject(error);
+      if (current && result.reachedStore) this.#rememberUnacknowledged(state, entry);
+      const reported = withUnsaved(error, this.#unsaved(state, error));
+      for (const waiter of entry.waiters) waiter.reject(reported);
       if (current) this.#fail(state, error);
+    } else {
+      if (result.status === 'ok') this.#written++;
+      if (current) {
+        if (result.status === 'ok') {
+          if (result.version !== undefined) state.version = result.version;
+          state.lastPersistedAt = Date.now();
+          state.unacknowledged = undefined;
+        }
+        state.savedDigest = entry.snapshot!.digest;
+        state.failures = 0;
+        state.lastError = undefined;
+        this.#clearRetry(state);
+      }
+      for (const waiter of entry.waiters) waiter.resolve();
+      if (current && result.status === 'ok') this.#hooks.persisted(state);
     }
     if (state.dropped || this.#disposed) return;
     if (state.requested || state.waiters.length > 0) this.#enqueue(state);
     else this.#forgetIfSettled(state);
   }
 
+  /**
+   * An earlier write of this user, whose acknowledgement was lost, committed `sent` (a digest) at `version`.
+   * The user is now based on that version; the entry's newer data, if any, is written again on top of it.
+   */
+  #recover(entry: Entry<Owner>, version: number, sent: string): void {
+    const { state } = entry;
+    state.version = version;
+    state.savedDigest = sent;
+    state.unacknowledged = undefined;
+    state.lastPersistedAt = Date.now();
+    state.failures = 0;
+    state.lastError = undefined;
+    this.#clearRetry(state);
+    this.#written++;
+    if (entry.snapshot!.digest === sent) {
+      for (const waiter of entry.waiters) waiter.resolve();
+    } else {
+      // The entry's callers wait for the follow-up write of the newest data.
+      state.waiters.unshift(...entry.waiters);
+    }
+    this.#hooks.persisted(state);
+  }
+
+  #conflict(entry: Entry<Owner>, currentVersion: number): void {
+    const { state } = entry;
+    this.#conflicts++;
+    const error = new ConflictError(state.userId, entry.expectedVersion ?? 0, currentVersion);
+    state.conflict = error;
+    state.unacknowledged = undefined;
+    this.#clearRetry(state);
+    for (const waiter of entry.waiters) waiter.reject(error);
+    this.#hooks.conflicted(state, error);
+  }
+
+  #rememberUnacknowledged(state: UserState<Owner>, entry: Entry<Owner>): void {
+    state.unacknowledged ??= new Map();
+    state.unacknowledged.set(entry.writeId, entry.snapshot!.digest);
+    if (state.unacknowledged.size > MAX_UNACKNOWLEDGED) {
+      state.unacknowledged.delete(state.unacknowledged.keys().next().value!);
+    }
+  }
+
   #fail(state: UserState<Owner>, error: Error): void {
     state.failures++;
     state.lastError = error;
-    // Invalid data does not become valid by waiting: it is written again only when asked or at the next flush.
-    if (!(error instanceof ValidationError) && !this.#disposed) {
+    // Invalid data does not become valid by waiting, nor does a closed adapter open again: such users are
+    // written again only when asked or at the next flush.
+    if (!isPermanent(error) && !this.#disposed) {
       this.#clearRetry(state);
       state.retryTimer = setTimeout(() => {
         state.retryTimer = undefined;
@@ -642,15 +792,87 @@ function deferred(): Deferred {
   return { promise, resolve, reject };
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
+/** Codes of failures that happen before a request leaves: nothing of the batch was sent. */
+const NOT_SENT_CODES: ReadonlySet<unknown> = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ADAPTER_CLOSED',
+]);
+
+/**
+ * Whether a rejected `save` may have written anything. The contract only says nothing may be assumed
+ * written, so every failure counts as "maybe", except those whose code (on the error or in its cause chain)
+ * says the request never left.
+ */
+function mayHaveReachedStore(error: unknown): boolean {
+  let current = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    if (NOT_SENT_CODES.has((current as { code?: unknown }).code)) return false;
+    current = (current as { cause?: unknown }).cause;
   }
+  return true;
+}
+
+function noWriterError(userId: UserId): PersistenceError {
+  return new PersistenceError(
+    'NO_WRITER',
+    `User ${describeUserId(userId)} has changes but nothing can store them: the session manager has no adapter ` +
+      "and no 'persistUserData' listener. Pass { adapter } to create(), or listen to 'persistUserData'.",
+  );
+}
+
+function contractError(adapter: PersistenceAdapter, what: string): PersistenceError {
+  return new PersistenceError(
+    'ADAPTER_CONTRACT',
+    `Adapter "${adapter.name}" broke the PersistenceAdapter contract: save() ${what}.`,
+  );
+}
+
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
+/** One `save` result, checked: anything but a well-formed result is a contract violation of that record. */
+function checkResult(adapter: PersistenceAdapter, result: unknown): Outcome {
+  const r = result as Partial<
+    Record<'status' | 'version' | 'currentVersion' | 'currentWriteId' | 'error', unknown>
+  >;
+  const isVersion = (value: unknown, min: number) =>
+    typeof value === 'number' && Number.isSafeInteger(value) && value >= min;
+  if (typeof result === 'object' && result !== null) {
+    if (r.status === 'ok' && isVersion(r.version, 1)) return { status: 'ok', version: r.version as number };
+    if (
+      r.status === 'conflict' &&
+      isVersion(r.currentVersion, 0) &&
+      (r.currentWriteId === undefined || r.currentWriteId === null || typeof r.currentWriteId === 'string')
+    ) {
+      return {
+        status: 'conflict',
+        currentVersion: r.currentVersion as number,
+        currentWriteId: (r.currentWriteId as string | null | undefined) ?? undefined,
+      };
+    }
+    if (r.status === 'error' && r.error instanceof Error) {
+      return { status: 'error', error: r.error, reachedStore: true };
+    }
+  }
+  const shown =
+    typeof result === 'object' && result !== null
+      ? `status ${JSON.stringify(r.status)}`
+      : describeValue(result);
+  return {
+    status: 'error',
+    error: contractError(adapter, `returned a malformed result (${shown}) for a record`),
+    reachedStore: true,
+  };
+}
+
+/** The error a waiter sees: PERSIST_FAILED-style errors carry the user as `unsaved`. */
+function withUnsaved(error: Error, unsaved: UnsavedUser): Error {
+  if (!(error instanceof PersistenceError) || error.unsaved.length > 0) return error;
+  return new PersistenceError(error.code, error.message, { cause: error.cause, unsaved: [unsaved] });
 }

@@ -2,7 +2,7 @@ import { type ConflictError, describeUserId, StateError } from './errors.js';
 import { AsyncEventEmitter } from './events.js';
 import type { Logger } from './options.js';
 import type { PersistencePipeline, UserState } from './pipeline.js';
-import type { PersistenceAdapter, UserData, UserId } from './types.js';
+import type { PersistenceAdapter, StoredUser, UserData, UserId } from './types.js';
 import { checkExpectedVersion, checkUserData, userKey } from './user-data.js';
 
 /** Events a session emits; the manager emits the same ones with the session first. */
@@ -38,6 +38,8 @@ export interface IdentifyOptions<T extends object> {
 /** What a session needs from its manager. */
 export interface SessionHost<T extends object> {
   readonly adapter: PersistenceAdapter | undefined;
+  /** The adapter's `load`, bounded by `callTimeout` and checked against the contract. */
+  readonly load: ((userId: UserId) => Promise<StoredUser | undefined>) | undefined;
   readonly pipeline: PersistencePipeline<Session<T>>;
   readonly log: Required<Logger>;
   emitForSession(event: string, session: Session<T>, args: unknown[]): Promise<void> | undefined;
@@ -57,6 +59,8 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
   readonly #host: SessionHost<T>;
   #state: UserState<Session<T>> | undefined;
   #values: Map<string, unknown> | undefined;
+  /** The `identify()` under way or done, by user key: a repeated login of the same user gets the same result. */
+  #identified: { key: string; done: Promise<T> } | undefined;
   #destroying: Promise<void> | undefined;
 
   /** @internal Sessions are created by `SessionManager.create()`. */
@@ -121,24 +125,36 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
    * Logs a player in: loads their stored data through the adapter (or starts from a copy of `defaults` for a
    * new player), binds it like `setUser` and keeps its version, so this session's writes are fenced by it.
    * Unsaved data of an earlier session of the same user in this process is newer than the store's and is
-   * taken over instead. Emits `identified`; resolves with the user data.
+   * taken over instead. Emits `identified`; resolves with the user data. Identifying the same user again on
+   * this session (a login sent twice) changes nothing and resolves with the same data.
    */
-  async identify(userId: UserId, options: IdentifyOptions<T> = {}): Promise<T> {
+  identify(userId: UserId, options: IdentifyOptions<T> = {}): Promise<T> {
     this.#assertAlive('identify');
     const key = userKey(userId);
+    if (this.#identified?.key === key) return this.#identified.done;
+    if (this.#state?.key === key) return Promise.resolve(this.#state.userData as T);
     this.#assertNoOtherUser(key);
-    const { pipeline, adapter } = this.#host;
+    const done = this.#identify(userId, key, options);
+    this.#identified = { key, done };
+    done.catch(() => {
+      if (this.#identified?.done === done) this.#identified = undefined;
+    });
+    return done;
+  }
+
+  async #identify(userId: UserId, key: string, options: IdentifyOptions<T>): Promise<T> {
+    const { pipeline, load } = this.#host;
     this.#host.claimUser(this, key);
     try {
       let state = pipeline.adoptOrphan(this, key);
       if (state === undefined) {
-        if (adapter === undefined) {
+        if (load === undefined) {
           throw new StateError(
             'NO_ADAPTER',
             'identify() loads stored data through an adapter; none is configured. Use setUser() instead.',
           );
         }
-        const stored = await adapter.load(userId);
+        const stored = await load(userId);
         this.#assertAlive('identify');
         if (stored !== undefined) {
           state = pipeline.bind(this, userId, key, stored.userData, stored.version);
@@ -181,11 +197,11 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
   async reload(): Promise<T> {
     this.#assertAlive('reload');
     const state = this.#state;
-    const adapter = this.#host.adapter;
+    const load = this.#host.load;
     if (state === undefined) throw new StateError('NOT_IDENTIFIED', 'reload() needs an identified session.');
-    if (adapter === undefined)
+    if (load === undefined)
       throw new StateError('NO_ADAPTER', 'reload() reads through an adapter; none is configured.');
-    const stored = await adapter.load(state.userId);
+    const stored = await load(state.userId);
     this.#assertAlive('reload');
     // A user deleted in the store is re-created from the data in memory.
     if (stored === undefined) {
@@ -199,9 +215,11 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
 
   /**
    * Destroys the session: emits `beforeDestroy`, persists the user data when `persist` is true (default: when
-   * the manager's persistence events include `'disconnect'`), then emits `destroy`. A failed final write does
-   * not lose the data: it stays queued for retry, is reported through `persistError`, and shutdown reports it
-   * if it is still unsaved then. Calling it again returns the same promise.
+   * the manager's persistence events include `'disconnect'`), then emits `destroy`. The user is free for a new
+   * session as soon as the final write is asked for: a reconnect need not wait for it, and takes over data
+   * still unsaved. A failed final write does not lose the data: it stays queued for retry, is reported
+   * through `persistError` (or `conflict`), and shutdown reports it if it is still unsaved then. Calling it
+   * again returns the same promise.
    */
   destroy(persist: boolean = this.#host.willPersistUserDataOn('disconnect')): Promise<void> {
     this.#destroying ??= this.#destroy(persist);
@@ -216,15 +234,16 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
       listenerError = error;
     }
     const state = this.#state;
+    let written: Promise<void> | undefined;
     if (state !== undefined) {
-      if (persist) {
-        // Failures are reported by the pipeline (events, log) and the data stays queued for retry.
-        await this.#host.pipeline.persist(state).catch(() => {});
-      }
-      this.#host.pipeline.release(state, persist);
+      const { pipeline } = this.#host;
+      written = persist ? pipeline.persist(state) : undefined;
+      pipeline.release(state, persist ? 'unsaved' : 'nothing');
       this.#host.releaseUser(this, state.key);
     }
     this.#host.forget(this);
+    // Failures are reported by the pipeline (events, log) and the data stays held for retry.
+    await written?.catch(() => {});
     try {
       await this.#emit('destroy', []);
     } catch (error) {

@@ -95,7 +95,10 @@ describe('saveBatch', () => {
     }).catch((e) => e);
     expect(error).toBeInstanceOf(AdapterError);
     expect(error.code).toBe('ADAPTER_ERROR');
-    expect(error.cause).toBe(driverError);
+    expect(error.cause).toBeInstanceOf(Error);
+    expect(error.cause).not.toBe(driverError);
+    expect(error.cause.message).toBe('connect to postgres://***@127.0.0.1:5432/db refused');
+    expect(driverError.message).toContain('s3cret'); // the driver's own object is left alone
     expect(error.message).not.toContain('s3cret');
     expect(error.message).toContain('postgres://***@127.0.0.1');
   });

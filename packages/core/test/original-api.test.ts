@@ -5,8 +5,16 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { MemoryAdapter } from '@cagey-sessions/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { create, type Session, SessionManager, StateError, ValidationError } from '../src/index.js';
+import {
+  create,
+  type PersistenceError,
+  type Session,
+  SessionManager,
+  StateError,
+  ValidationError,
+} from '../src/index.js';
 
 const run = promisify(execFile);
 const managers: SessionManager[] = [];
@@ -30,16 +38,69 @@ describe('create(apis, options)', () => {
     const session = await m.create();
     await session.setUser(1, { gold: 1 });
     session.userData!.gold = 2;
-    await session.persistNow(); // neither adapter nor listener: said once in the log
+    m.on('persistUserData', () => Promise.reject(new Error('disk full')));
+    await expect(session.persistNow()).rejects.toThrow('disk full');
     expect(lines.length).toBe(1);
-    expect(String(lines[0]![0])).toContain('no adapter and no persistUserData listener');
+    expect(String(lines[0]![1])).toContain('could not save user data');
   });
 
   it('is silent without a logger', async () => {
     const m = manager();
     const session = await m.create();
     await session.setUser(1, { gold: 1 });
-    await expect(session.persistNow()).resolves.toBeUndefined();
+    m.on('persistUserData', () => Promise.reject(new Error('disk full')));
+    await expect(session.persistNow()).rejects.toThrow('disk full');
+  });
+
+  it('refuses to count a write when there is neither an adapter nor a persistUserData listener (NO_WRITER)', async () => {
+    const m = manager();
+    const persisted = vi.fn();
+    m.on('persisted', persisted);
+    const session = await m.create();
+    await session.setUser(1, { gold: 1 });
+    const error = await session.persistNow().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'NO_WRITER', unsaved: [{ userId: 1, maybeStored: false }] });
+    expect(persisted).not.toHaveBeenCalled();
+    expect(m.stats().written).toBe(0);
+    const shutdown = await m.destroy(true).catch((e: unknown) => e);
+    expect(shutdown).toMatchObject({ code: 'SHUTDOWN_INCOMPLETE', unsaved: [{ userId: 1 }] });
+    expect((shutdown as PersistenceError).unsaved[0]!.error).toMatchObject({ code: 'NO_WRITER' });
+  });
+
+  it('refuses unknown option keys and names the nearest valid one', () => {
+    expect(() => create({ adaptor: new MemoryAdapter() } as never)).toThrow(/Did you mean adapter\?/);
+    expect(() => create({}, { userData: { persistence: { intervall: '30s' } as never } })).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_OPTIONS',
+        message: expect.stringMatching(/intervall.*Did you mean interval\?/),
+      }),
+    );
+    expect(() => create({}, { userdata: {} } as never)).toThrow(/Did you mean userData\?/);
+    expect(() => create({}, { userData: { persistence: { retry: { maxDelays: 1 } as never } } })).toThrow(
+      /Did you mean maxDelay\?/,
+    );
+  });
+
+  it('refuses an adapter that lacks a method of the contract', () => {
+    expect(() => create({ adapter: {} as never })).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_OPTIONS',
+        message: expect.stringContaining('missing load, save, delete, close'),
+      }),
+    );
+    const { close: _close, ...withoutClose } = new MemoryAdapter();
+    expect(
+      () =>
+        new SessionManager({
+          adapter: {
+            ...withoutClose,
+            name: 'x',
+            load: async () => undefined,
+            save: async () => [],
+            delete: async () => false,
+          } as never,
+        }),
+    ).toThrow(/missing close/);
   });
 
   it('rejects an invalid interval at construction with INVALID_OPTIONS', () => {

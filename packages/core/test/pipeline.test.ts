@@ -421,3 +421,271 @@ describe('stats', () => {
     expect(stats.lastFlushMs).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe('faults that must not lose data', () => {
+  it('a write that committed but lost its acknowledgement is recognised by its write id, not taken for a conflict', async () => {
+    const { manager, store, faulty } = setup();
+    const conflicts: unknown[] = [];
+    manager.on('conflict', (_session, error) => {
+      conflicts.push(error);
+    });
+    const session = await player(manager, 'acked');
+    await session.persistNow();
+    session.userData!.gold = 10;
+    faulty.failNext(1, { phase: 'after' }); // the store commits gold 10 at version 2; the caller sees an error
+    await expect(session.persistNow()).rejects.toMatchObject({
+      unsaved: [{ userId: 'acked', maybeStored: true }],
+    });
+    expect(store.peek('acked')).toEqual({ userData: { gold: 10, items: [] }, version: 2 });
+    session.userData!.gold = 11; // the retry is based on version 1 and meets version 2: its own write
+    await session.persistNow();
+    expect(conflicts).toEqual([]);
+    expect(store.peek('acked')).toEqual({ userData: { gold: 11, items: [] }, version: 3 });
+    expect(session.version).toBe(3);
+    session.userData!.gold = 12;
+    await session.persistNow();
+    expect(store.peek('acked')?.version).toBe(4);
+  });
+
+  it('a retry of unchanged data after a lost acknowledgement resolves without writing again', async () => {
+    const { manager, store, faulty } = setup();
+    const session = await player(manager, 'same');
+    session.userData!.gold = 3;
+    faulty.failNext(1, { phase: 'after' });
+    await expect(session.persistNow()).rejects.toBeInstanceOf(PersistenceError);
+    await session.persistNow();
+    expect(store.peek('same')).toEqual({ userData: { gold: 3, items: [] }, version: 1 });
+    expect(session.version).toBe(1);
+    expect(session.isDirty()).toBe(false);
+  });
+
+  it("another node's write is still a conflict after a lost acknowledgement", async () => {
+    const store = new MemoryStore();
+    const nodeA = setup({}, store);
+    const nodeB = setup({}, store);
+    const a = await player(nodeA.manager, 'contested');
+    await a.persistNow();
+    a.userData!.gold = 1;
+    nodeA.faulty.failNext(1, { phase: 'after' });
+    await expect(a.persistNow()).rejects.toBeInstanceOf(PersistenceError);
+    const b = await player(nodeB.manager, 'contested');
+    b.userData!.gold = 99;
+    await b.persistNow();
+    a.userData!.gold = 2;
+    await expect(a.persistNow()).rejects.toBeInstanceOf(ConflictError);
+    expect(store.peek('contested')?.userData.gold).toBe(99);
+  });
+
+  it('shutdown reports users whose data met a conflict instead of dropping them silently', async () => {
+    const store = new MemoryStore();
+    const nodeA = setup({ shutdownTimeout: 5_000 }, store);
+    const nodeB = setup({}, store);
+    const a = await player(nodeA.manager, 'stale');
+    await a.persistNow();
+    const b = await player(nodeB.manager, 'stale');
+    b.userData!.gold = 50;
+    await b.persistNow();
+    a.userData!.gold = 1;
+    await a.destroy(true); // its final write meets the conflict; the data is kept to be reported
+    expect(nodeA.manager.stats().orphaned).toBe(1);
+    const started = performance.now();
+    const error = (await nodeA.manager.destroy(true).catch((e: unknown) => e)) as PersistenceError;
+    expect(performance.now() - started).toBeLessThan(2_000); // a conflict cannot be retried away
+    expect(error).toMatchObject({
+      code: 'SHUTDOWN_INCOMPLETE',
+      unsaved: [{ userId: 'stale', maybeStored: false }],
+    });
+    expect(error.unsaved[0]!.error).toBeInstanceOf(ConflictError);
+  });
+
+  it('a returning player whose unsaved data met a conflict gets the stored data, not the stale copy', async () => {
+    const store = new MemoryStore();
+    const nodeA = setup({}, store);
+    const nodeB = setup({}, store);
+    const a = await player(nodeA.manager, 'back2');
+    await a.persistNow();
+    const b = await player(nodeB.manager, 'back2');
+    b.userData!.gold = 50;
+    await b.persistNow();
+    a.userData!.gold = 1;
+    await a.destroy(true);
+    const again = await nodeA.manager.create();
+    expect(await again.identify('back2')).toEqual({ gold: 50, items: [] });
+    again.userData!.gold = 51;
+    await again.persistNow();
+    expect(store.peek('back2')?.userData.gold).toBe(51);
+  });
+
+  it.each([
+    ['undefined', () => undefined],
+    ['an unknown status', () => ({ status: 'done', version: 1 })],
+    ['an error result without an error', () => ({ status: 'error' })],
+    ['an ok result without a version', () => ({ status: 'ok' })],
+  ])(
+    'a result of %s for a record is ADAPTER_CONTRACT: not counted written, the user stays unsaved',
+    async (_name, make) => {
+      const memory = new MemoryAdapter();
+      const adapter: PersistenceAdapter = {
+        name: 'odd',
+        load: (id) => memory.load(id),
+        save: async (records) => records.map(make) as never,
+        delete: async () => false,
+        close: async () => {},
+      };
+      const manager = new SessionManager<Player>({
+        adapter,
+        userData: { persistence: { shutdownTimeout: 5_000 } },
+      });
+      managers.push(manager);
+      const persisted = vi.fn();
+      manager.on('persisted', persisted);
+      const session = await player(manager, 'odd');
+      await expect(session.persistNow()).rejects.toMatchObject({ code: 'ADAPTER_CONTRACT' });
+      expect(session.isDirty()).toBe(true);
+      expect(persisted).not.toHaveBeenCalled();
+      expect(manager.stats().written).toBe(0);
+      const started = performance.now();
+      await expect(manager.destroy(true)).rejects.toMatchObject({ unsaved: [{ userId: 'odd' }] });
+      expect(performance.now() - started).toBeLessThan(2_000); // a contract violation is reported at once
+    },
+  );
+
+  it('an adapter whose save throws synchronously or returns a plain array causes no uncaught exception', async () => {
+    const uncaught: unknown[] = [];
+    const onError = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onError);
+    process.on('unhandledRejection', onError);
+    try {
+      let mode: 'throw' | 'plain' = 'throw';
+      const adapter: PersistenceAdapter = {
+        name: 'sync',
+        load: async () => undefined,
+        save: ((records: readonly unknown[]) => {
+          if (mode === 'throw') throw new TypeError('cannot read properties of undefined');
+          return records.map(() => ({ status: 'ok', version: 1 }));
+        }) as never,
+        delete: async () => false,
+        close: async () => {},
+      };
+      const manager = new SessionManager<Player>({ adapter, userData: { persistence: { interval: 5 } } });
+      managers.push(manager);
+      const session = await player(manager, 's');
+      await expect(session.persistNow()).rejects.toMatchObject({ code: 'PERSIST_FAILED' });
+      await new Promise((resolve) => setTimeout(resolve, 30)); // interval flushes and retries run too
+      mode = 'plain';
+      await session.persistNow();
+      expect(session.isDirty()).toBe(false);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onError);
+      process.off('unhandledRejection', onError);
+    }
+  });
+
+  it('a store that hangs makes persistNow reject with ADAPTER_TIMEOUT after callTimeout; the write is retried and lands', async () => {
+    const { manager, store, faulty } = setup({ callTimeout: 100 });
+    const session = await player(manager, 'slow');
+    session.userData!.gold = 4;
+    const hang = faulty.hang();
+    const started = performance.now();
+    const error = await session.persistNow().catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(error).toMatchObject({
+      code: 'ADAPTER_TIMEOUT',
+      unsaved: [{ userId: 'slow', maybeStored: true }],
+    });
+    expect(manager.stats().failed).toBeGreaterThanOrEqual(1);
+    hang.release();
+    await vi.waitFor(() => expect(store.peek('slow')?.userData.gold).toBe(4));
+    await vi.waitFor(() => expect(session.isDirty()).toBe(false));
+  });
+
+  it('identify() also gives up on a hanging store after callTimeout', async () => {
+    const { manager, faulty } = setup({ callTimeout: 100 });
+    faulty.hang({ methods: ['load'] });
+    const session = await manager.create();
+    await expect(session.identify('nobody')).rejects.toMatchObject({ code: 'ADAPTER_TIMEOUT' });
+    faulty.releaseAll();
+  });
+
+  it('shutdown tells users certainly not stored from those whose write may have landed', async () => {
+    const adapter: PersistenceAdapter = {
+      name: 'split',
+      load: async () => undefined,
+      // One user's writes are refused before they leave; the other's hang (they may land later).
+      save: (records) =>
+        records[0]!.userId === 'refused'
+          ? Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))
+          : new Promise(() => {}),
+      delete: async () => false,
+      close: async () => {},
+    };
+    const manager = new SessionManager<Player>({
+      adapter,
+      userData: {
+        persistence: { shutdownTimeout: 200, batchSize: 1, retry: { initialDelay: 5, maxDelay: 20 } },
+      },
+    });
+    managers.push(manager);
+    const [refused, hanging] = await Promise.all([player(manager, 'refused'), player(manager, 'hanging')]);
+    refused.userData!.gold = 1;
+    hanging.userData!.gold = 1;
+    const error = (await manager.destroy(true).catch((e: unknown) => e)) as PersistenceError;
+    const byUser = Object.fromEntries(error.unsaved.map((u) => [u.userId, u.maybeStored]));
+    expect(byUser).toEqual({ refused: false, hanging: true });
+    expect(error.message).toContain('for 1 of them a write may have reached the store');
+  });
+
+  it('errors retrying cannot fix end the shutdown wait at once: invalid data, a closed adapter', async () => {
+    const { manager, memory } = setup({ shutdownTimeout: 10_000 });
+    const [dated, other] = await Promise.all([player(manager, 'dated'), player(manager, 'other')]);
+    (dated.userData as unknown as Record<string, unknown>).since = new Date();
+    other.userData!.gold = 2;
+    await memory.close();
+    const started = performance.now();
+    const error = (await manager.destroy(true).catch((e: unknown) => e)) as PersistenceError;
+    expect(performance.now() - started).toBeLessThan(2_000);
+    const codes = Object.fromEntries(
+      error.unsaved.map((u) => [
+        u.userId,
+        (u.error as PersistenceError).code === 'PERSIST_FAILED'
+          ? (u.error.cause as PersistenceError).code
+          : (u.error as PersistenceError).code,
+      ]),
+    );
+    expect(codes).toEqual({ dated: 'INVALID_USER_DATA', other: 'ADAPTER_CLOSED' });
+  });
+
+  it('identify() of the same user again on one session keeps the unsaved changes and the same object', async () => {
+    const { manager, store } = setup();
+    const session = await manager.create();
+    const first = await session.identify('twice', { defaults: { gold: 0, items: [] } });
+    first.gold = 99;
+    const second = await session.identify('twice', { defaults: { gold: 0, items: [] } });
+    expect(second).toBe(first);
+    expect(second.gold).toBe(99);
+    const racer = await manager.create();
+    const [x, y] = await Promise.all([racer.identify('r2'), racer.identify('r2')]);
+    expect(x).toBe(y);
+    await session.persistNow();
+    expect(store.peek('twice')?.userData.gold).toBe(99);
+  });
+
+  it('a reconnect does not wait for the final write of the destroyed session: it takes over its data at once', async () => {
+    const { manager, store, faulty } = setup();
+    const first = await player(manager, 'hopper');
+    await first.persistNow();
+    first.userData!.gold = 5;
+    const hang = faulty.hang();
+    const leaving = first.destroy(true);
+    await vi.waitFor(() => expect(hang.pending).toBe(1));
+    const second = await manager.create();
+    const data = await second.identify('hopper');
+    expect(data.gold).toBe(5);
+    data.gold = 6;
+    hang.release();
+    await leaving;
+    await second.persistNow();
+    expect(store.peek('hopper')).toEqual({ userData: { gold: 6, items: [] }, version: 3 });
+  });
+});

@@ -18,6 +18,8 @@ import {
 interface Entry {
   json: string | undefined;
   version: number;
+  /** The write id of the write that stored `json`; undefined for a tombstone or a write without one. */
+  writeId: string | undefined;
 }
 
 /**
@@ -82,6 +84,7 @@ export class MemoryStore {
     }
     entry.json = undefined;
     entry.version += 1;
+    entry.writeId = undefined;
     this.#live -= 1;
     return true;
   }
@@ -91,16 +94,19 @@ export class MemoryStore {
     const expected = record.expectedVersion;
     if (expected !== undefined) {
       const current = live ? entry!.version : 0;
-      if (expected !== current) return { status: 'conflict', currentVersion: current };
+      if (expected !== current) {
+        return { status: 'conflict', currentVersion: current, currentWriteId: live ? entry!.writeId : undefined };
+      }
     }
     if (entry === undefined) {
-      this.#entries.set(record.key, { json: record.json, version: 1 });
+      this.#entries.set(record.key, { json: record.json, version: 1, writeId: record.writeId });
       this.#live += 1;
       return { status: 'ok', version: 1 };
     }
     if (!live) this.#live += 1;
     entry.json = record.json;
     entry.version += 1;
+    entry.writeId = record.writeId;
     return { status: 'ok', version: entry.version };
   }
 }
