@@ -17,7 +17,13 @@ import {
   resolvePersistenceOptions,
   type SessionManagerOptions,
 } from './options.js';
-import { PersistencePipeline, type PipelineHooks, type PipelineStats, type UserState } from './pipeline.js';
+import {
+  Pacer,
+  PersistencePipeline,
+  type PipelineHooks,
+  type PipelineStats,
+  type UserState,
+} from './pipeline.js';
 import { Session, type SessionHost } from './session.js';
 import type { PersistenceAdapter, StoredUser, UserData, UserId } from './types.js';
 import { userKey } from './user-data.js';
@@ -178,7 +184,13 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
   async #destroy(persist: boolean): Promise<void> {
     clearInterval(this.#timer);
     const deadline = performance.now() + this.#options.shutdownTimeout;
-    const destroyed = Promise.allSettled([...this.#sessions].map((session) => session.destroy(persist)));
+    const destroying: Promise<void>[] = [];
+    const pace = new Pacer();
+    for (const session of [...this.#sessions]) {
+      await pace.yieldIfDue();
+      destroying.push(session.destroy(persist));
+    }
+    const destroyed = Promise.allSettled(destroying);
     const outcomes = await this.#pipeline.keepAlive.during(
       withTimeout(destroyed, deadline - performance.now()),
     );

@@ -294,10 +294,10 @@ export class PersistencePipeline<Owner> {
       for (const state of found) write(state);
       found = [];
     };
-    let scanned = 0;
+    const pace = new Pacer();
     for (const state of states) {
-      // A long scan yields now and then so a large flush does not stall the game loop.
-      if (++scanned % 1000 === 0) await nextMacrotask();
+      await pace.yieldIfDue(); // a large flush must not stall the game loop
+
       if (state.dropped) continue;
       if (state.conflict !== undefined) {
         if (explicit) unsaved.push(this.#unsaved(state, state.conflict));
@@ -478,14 +478,21 @@ export class PersistencePipeline<Owner> {
     if (state.queued) return;
     state.queued = true;
     this.#queue.add(state);
-    if (!this.#pumpScheduled) {
-      this.#pumpScheduled = true;
-      // Waiting for the check phase lets requests from every I/O callback of this loop turn share one batch.
-      setImmediate(() => {
-        this.#pumpScheduled = false;
-        this.#pump();
-      });
-    }
+    this.#schedulePump();
+  }
+
+  /**
+   * Starts batches in the check phase: requests from every I/O callback of this loop turn share one batch, and
+   * a batch that settles at once (a store that refuses connections) does not start the next one in the same
+   * stretch of the event loop.
+   */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
   }
 
   #pump(): void {
@@ -495,7 +502,7 @@ export class PersistencePipeline<Owner> {
       this.#activeBatches++;
       void this.#runBatch(batch).finally(() => {
         this.#activeBatches--;
-        this.#pump();
+        this.#schedulePump();
       });
     }
   }
@@ -537,7 +544,13 @@ export class PersistencePipeline<Owner> {
       const adapter = this.#adapter;
       // Without an adapter the listeners are the write, so the snapshot must be the data they saw; with one,
       // listeners may still touch the data, so it is taken after them.
-      if (adapter === undefined) for (const entry of batch) this.#snapshotEntry(entry);
+      const pace = new Pacer();
+      if (adapter === undefined) {
+        for (const entry of batch) {
+          await pace.yieldIfDue();
+          this.#snapshotEntry(entry);
+        }
+      }
       const listening: Promise<void>[] = [];
       for (const entry of batch) {
         if (entry.error !== undefined) continue;
@@ -555,6 +568,7 @@ export class PersistencePipeline<Owner> {
       const toWrite: Entry<Owner>[] = [];
       for (const entry of batch) {
         if (entry.error !== undefined) continue;
+        await pace.yieldIfDue();
         this.#snapshotEntry(entry);
         if (entry.error !== undefined || entry.snapshot!.digest === entry.state.savedDigest) continue;
         if (adapter === undefined && !entry.listened) {
@@ -567,6 +581,7 @@ export class PersistencePipeline<Owner> {
       const results = adapter !== undefined && toWrite.length > 0 ? await this.#save(adapter, toWrite) : [];
       let next = 0;
       for (const entry of batch) {
+        await pace.yieldIfDue();
         if (entry.error !== undefined) {
           this.#settle(entry, { status: 'error', error: entry.error, reachedStore: false });
         } else if (!entry.sent) this.#settle(entry, { status: 'unchanged' });
@@ -651,17 +666,9 @@ export class PersistencePipeline<Owner> {
       for (const waiter of entry.waiters) waiter.reject(error);
     } else if (result.status === 'error') {
       this.#failed++;
-      const error =
-        result.error instanceof ValidationError || result.error instanceof PersistenceError
-          ? result.error
-          : new PersistenceError(
-              'PERSIST_FAILED',
-              `Could not save user ${describeUserId(state.userId)}: ${result.error.message}`,
-              { cause: result.error },
-            );
       if (current && result.reachedStore) this.#rememberUnacknowledged(state, entry);
-      const reported = withUnsaved(error, this.#unsaved(state, error));
-      for (const waiter of entry.waiters) waiter.reject(reported);
+      const error = this.#failure(state, result.error);
+      for (const waiter of entry.waiters) waiter.reject(error);
       if (current) this.#fail(state, error);
     } else {
       if (result.status === 'ok') this.#written++;
@@ -716,6 +723,26 @@ export class PersistencePipeline<Owner> {
     this.#clearRetry(state);
     for (const waiter of entry.waiters) waiter.reject(error);
     this.#hooks.conflicted(state, error);
+  }
+
+  /**
+   * The error a failed write of `state` is reported with: invalid data as it is; anything else as a
+   * `PersistenceError` naming the user in `unsaved` (PERSIST_FAILED around a driver's error).
+   */
+  #failure(state: UserState<Owner>, cause: Error): Error {
+    if (cause instanceof ValidationError) return cause;
+    const unsaved = [this.#unsaved(state, cause)];
+    // One is built per user of a failed batch (thousands when the store is down), so without a stack: it
+    // would show only the pipeline; the cause keeps the store's.
+    return withoutStack(() =>
+      cause instanceof PersistenceError
+        ? new PersistenceError(cause.code, cause.message, { cause: cause.cause, unsaved })
+        : new PersistenceError(
+            'PERSIST_FAILED',
+            `Could not save user ${describeUserId(state.userId)}: ${cause.message}`,
+            { cause, unsaved },
+          ),
+    );
   }
 
   #rememberUnacknowledged(state: UserState<Owner>, entry: Entry<Owner>): void {
@@ -871,8 +898,28 @@ function checkResult(adapter: PersistenceAdapter, result: unknown): Outcome {
   };
 }
 
-/** The error a waiter sees: PERSIST_FAILED-style errors carry the user as `unsaved`. */
-function withUnsaved(error: Error, unsaved: UnsavedUser): Error {
-  if (!(error instanceof PersistenceError) || error.unsaved.length > 0) return error;
-  return new PersistenceError(error.code, error.message, { cause: error.cause, unsaved: [unsaved] });
+/**
+ * Splits a long loop into stretches of at most `SLICE_MS` of work: a game server's tick is 16-50 ms, and a
+ * flush or a shutdown over thousands of users must not hold the event loop for longer than a slice.
+ */
+export class Pacer {
+  static readonly SLICE_MS = 4;
+  #since = performance.now();
+
+  /** Resolves at once within a slice (synchronously enough: one microtask), else after the event loop turned. */
+  async yieldIfDue(): Promise<void> {
+    if (performance.now() - this.#since < Pacer.SLICE_MS) return;
+    await nextMacrotask();
+    this.#since = performance.now();
+  }
+}
+
+function withoutStack<E>(build: () => E): E {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return build();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
