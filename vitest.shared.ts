@@ -16,6 +16,7 @@ export const workspaceAliases = [
     find: /^@cagey-sessions\/adapter-(postgres|redis|mongo)$/,
     replacement: `${packagesDir}adapter-$1/src/index.ts`,
   },
+  { find: /^@cagey-sessions\/fault-proxy$/, replacement: `${packagesDir}../tools/fault-proxy/src/index.ts` },
   { find: /^@cagey-sessions\/bench-kit$/, replacement: `${packagesDir}../tools/bench-kit/src/index.ts` },
   { find: /^@cagey-sessions\/core$/, replacement: `${packagesDir}core/src/index.ts` },
 ];
