@@ -5,6 +5,7 @@ import {
   checkExpectedVersion,
   type PersistenceAdapter,
   type PreparedRecord,
+  passwordOfUrl,
   type SaveRecord,
   type SaveResult,
   type StoredUser,
@@ -45,6 +46,11 @@ export interface PostgresPoolOptions {
   max?: number;
   /** Milliseconds to wait for a connection before a query fails. Default 10,000. */
   connectionTimeoutMillis?: number;
+  /**
+   * The password, when `url` has none (the URL's password wins). pg itself ignores this option next to a
+   * connection string, so the adapter writes it into the URL it hands to pg; a password function cannot be.
+   */
+  password?: string;
   /** Milliseconds an idle connection stays open. pg's default (10,000) when absent. */
   idleTimeoutMillis?: number;
   /** Any other `pg.Pool` option, e.g. `ssl` or `application_name`. */
@@ -137,6 +143,16 @@ export class PostgresAdapter implements PersistenceAdapter {
     if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
       throw invalidOptions(`\`batchSize\` must be an integer from 1 to ${MAX_BATCH_SIZE}.`);
     }
+    if (options.pool !== undefined && (typeof options.pool !== 'object' || options.pool === null)) {
+      throw invalidOptions('`pool` must be an object of pg.Pool options.');
+    }
+    const poolPassword = options.pool?.password;
+    if (poolPassword !== undefined && typeof poolPassword !== 'string') {
+      throw invalidOptions(
+        '`pool.password` must be a string: pg ignores any other password next to a connection string ' +
+          '(for a password function, pass your own pg.Pool as `client`).',
+      );
+    }
     this.#table = parseTableName(options.table ?? DEFAULT_TABLE);
     this.table = this.#table.quoted;
     this.maxBatchSize = batchSize;
@@ -157,7 +173,7 @@ export class PostgresAdapter implements PersistenceAdapter {
     try {
       await client.query(this.#sql.setup);
     } catch (error) {
-      throw this.#wrap('setup', error);
+      throw this.#error('setup', error);
     }
   }
 
@@ -168,7 +184,7 @@ export class PostgresAdapter implements PersistenceAdapter {
     try {
       ({ rows } = await client.query(this.#sql.load, [key]));
     } catch (error) {
-      throw this.#wrap('load', error);
+      throw this.#error('load', error);
     }
     const row = rows[0] as { data: string; version: unknown } | undefined;
     if (row === undefined) return undefined;
@@ -189,7 +205,7 @@ export class PostgresAdapter implements PersistenceAdapter {
       try {
         row = (await client.query(this.#sql.delete, [key, expected ?? null])).rows[0] as typeof row;
       } catch (error) {
-        throw this.#wrap('delete', error);
+        throw this.#error('delete', error);
       }
       if (row.deleted !== null) return true;
       if (row.current === null) return false;
@@ -214,7 +230,7 @@ export class PostgresAdapter implements PersistenceAdapter {
       try {
         await opened.end();
       } catch (error) {
-        throw this.#wrap('close', error);
+        throw this.#error('close', error);
       }
     })();
     return this.#closed;
@@ -231,7 +247,7 @@ export class PostgresAdapter implements PersistenceAdapter {
     try {
       return await this.#ownPool;
     } catch (error) {
-      throw this.#wrap(operation, error);
+      throw this.#error(operation, error);
     }
   }
 
@@ -248,7 +264,7 @@ export class PostgresAdapter implements PersistenceAdapter {
       max: 10,
       connectionTimeoutMillis: 10_000,
       ...this.#poolOptions,
-      connectionString: this.#url,
+      connectionString: withPassword(this.#url!, this.#poolOptions?.password),
     });
     // An idle connection that the server drops (restart, failover) is reported here; without a listener the
     // process would crash. The pool discards that connection and opens a new one on the next query.
@@ -279,7 +295,7 @@ export class PostgresAdapter implements PersistenceAdapter {
       } catch (error) {
         // The connection or the schema is broken, so the remaining statements would fail the same way (each
         // after a connection timeout): they are not sent, and their records share this error.
-        const wrapped = this.#wrap('save', error);
+        const wrapped = this.#error('save', error);
         if (u === 0) throw wrapped;
         for (const unit of units.slice(u))
           for (const i of unit) results[i] = { status: 'error', error: wrapped };
@@ -346,7 +362,7 @@ export class PostgresAdapter implements PersistenceAdapter {
           return;
         }
         if (!isolated && !isDataError(error)) throw error;
-        const wrapped = this.#wrap('save', error);
+        const wrapped = this.#error('save', error);
         for (const i of pending) results[i] = { status: 'error', error: wrapped };
         return;
       }
@@ -379,20 +395,27 @@ export class PostgresAdapter implements PersistenceAdapter {
     }
   }
 
-  #wrap(operation: string, error: unknown): CageySessionsError {
-    if (isMissingWriteId(error))
-      return withMigrationHint(wrapDriverError(this.name, operation, error), this.#table);
-    const wrapped = wrapDriverError(this.name, operation, error);
-    const secret = this.#url === undefined ? undefined : passwordOf(this.#url);
-    if (secret === undefined || !wrapped.message.includes(secret)) return wrapped;
-    return new AdapterError(
-      this.name,
-      wrapped.message.replace(/^\[[^\]]*\] /, '').replaceAll(secret, '***'),
-      {
-        code: wrapped.code,
-        cause: error,
-      },
-    );
+  /**
+   * Wraps a driver error with core's `wrapDriverError`, handing it every password the adapter can know, so that
+   * neither the message nor the (copied) `cause` holds one, at any depth.
+   */
+  #error(operation: string, error: unknown): CageySessionsError {
+    const wrapped = wrapDriverError(this.name, operation, error, this.#secrets());
+    return isMissingWriteId(error) ? withMigrationHint(wrapped, this.#table) : wrapped;
+  }
+
+  /**
+   * The passwords this adapter may have been given: the one in `url`, `pool.password`, pg's PGPASSWORD, and for
+   * an injected pg.Pool or pg.Client its configured password or connection string. Read when an error is
+   * wrapped, since an injected pool's settings can change. A password given as a function is not known here.
+   */
+  #secrets(): (string | undefined)[] {
+    const secrets = [passwordOfUrl(this.#url), stringOrUndefined(this.#poolOptions?.password)];
+    if (this.#client !== undefined) secrets.push(...passwordsOfPgClient(this.#client));
+    if (this.#client === undefined || isPgClient(this.#client)) {
+      secrets.push(stringOrUndefined(process.env.PGPASSWORD));
+    }
+    return secrets;
   }
 }
 
@@ -411,14 +434,62 @@ function saveParameters(prepared: PreparedRecord[], unit: number[]): unknown[] {
   return [keys, json.join(RECORD_SEPARATOR), expected, writeIds];
 }
 
-function passwordOf(url: string): string | undefined {
-  try {
-    const password = new URL(url).password;
-    // Too short a password would also match innocent text; the URL form is masked by redactCredentials anyway.
-    return password.length >= 4 ? decodeURIComponent(password) : undefined;
-  } catch {
-    return undefined;
+/**
+ * pg ignores a `password` option next to a connection string (the string's empty password overrides it), so a
+ * string `pool.password` goes into the URL when the URL has no password of its own. The URL's password wins.
+ */
+function withPassword(url: string, password: unknown): string {
+  if (typeof password !== 'string' || password === '') return url;
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url);
+  if (scheme === null) return url;
+  const start = scheme[0].length;
+  let end = url.slice(start).search(/[/?#]/);
+  end = end === -1 ? url.length : start + end;
+  const authority = url.slice(start, end);
+  const at = authority.lastIndexOf('@');
+  const userinfo = at === -1 ? '' : authority.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  if (colon !== -1 && colon < userinfo.length - 1) return url;
+  const user = colon === -1 ? userinfo : userinfo.slice(0, colon);
+  const host = authority.slice(at + 1);
+  return `${url.slice(0, start)}${user}:${encodeURIComponent(password)}@${host}${url.slice(end)}`;
+}
+
+function stringOrUndefined(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/**
+ * A pg.Pool keeps its settings in `options` (the password non-enumerable), a pg.Client (or a pool's client) in
+ * `connectionParameters` and `password`. PGlite has neither of these shapes, so it is left alone.
+ */
+function isPgClient(client: PostgresClient): boolean {
+  const candidate = client as { options?: unknown; connectionParameters?: unknown };
+  return (
+    (typeof candidate.options === 'object' && candidate.options !== null) ||
+    (typeof candidate.connectionParameters === 'object' && candidate.connectionParameters !== null)
+  );
+}
+
+function passwordsOfPgClient(client: PostgresClient): (string | undefined)[] {
+  if (!isPgClient(client)) return [];
+  const found: (string | undefined)[] = [];
+  const read = (source: unknown, key: string): unknown => {
+    try {
+      return typeof source === 'object' && source !== null
+        ? (source as Record<string, unknown>)[key]
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const pg = client as { options?: unknown; connectionParameters?: unknown };
+  for (const settings of [pg.options, pg.connectionParameters, client]) {
+    found.push(stringOrUndefined(read(settings, 'password')));
+    const connectionString = read(settings, 'connectionString');
+    if (typeof connectionString === 'string') found.push(passwordOfUrl(connectionString));
   }
+  return found;
 }
 
 /** The table predates write ids (0.1) and `setup()` was not run: undefined_column naming `write_id`. */

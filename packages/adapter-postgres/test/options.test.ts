@@ -48,6 +48,21 @@ describe('options', () => {
     );
   });
 
+  it('rejects a pool option that is not an object, and a pool.password that is not a string', () => {
+    expect(() => new PostgresAdapter({ url: 'postgres://localhost/x', pool: 5 as never })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTIONS' }),
+    );
+    expect(
+      () =>
+        new PostgresAdapter({
+          url: 'postgres://localhost/x',
+          pool: { password: (async () => 'pw') as never },
+        }),
+    ).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTIONS', message: expect.stringContaining('pool.password') }),
+    );
+  });
+
   it('exposes batchSize as maxBatchSize, 500 by default', () => {
     expect(new PostgresAdapter({ client }).maxBatchSize).toBe(500);
     expect(new PostgresAdapter({ client, batchSize: 250 }).maxBatchSize).toBe(250);
