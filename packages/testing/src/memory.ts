@@ -95,7 +95,11 @@ export class MemoryStore {
     if (expected !== undefined) {
       const current = live ? entry!.version : 0;
       if (expected !== current) {
-        return { status: 'conflict', currentVersion: current, currentWriteId: live ? entry!.writeId : undefined };
+        return {
+          status: 'conflict',
+          currentVersion: current,
+          currentWriteId: live ? entry!.writeId : undefined,
+        };
       }
     }
     if (entry === undefined) {

@@ -50,6 +50,8 @@ describe('VersionIgnoringAdapter (MemoryAdapter that drops expectedVersion)', ()
         checkNamed('versions', 'a stale expectedVersion'),
         checkNamed('versions', 'an expectedVersion ahead'),
         checkNamed('versions', 'expectedVersion n on a missing user'),
+        checkNamed('versions', 'a conflict reports the write id'),
+        checkNamed('versions', 'a record written without a write id'),
       ].sort(),
     );
     // The rules an unconditional write happens to satisfy still pass: the failures are about versions only.
@@ -106,6 +108,11 @@ const defects: { flaw: Flaw; group: ConformanceGroup; failing: string[] }[] = [
   { flaw: 'refusalFailsBatch', group: 'isolation', failing: ['a value the store refuses'] },
   { flaw: 'duplicatesWritten', group: 'batches', failing: ['the same user twice'] },
   { flaw: 'numericIdsDistinct', group: 'ids', failing: ['an integer id and its decimal string'] },
+  {
+    flaw: 'writeIdsIgnored',
+    group: 'versions',
+    failing: ['a conflict reports the write id', 'through core: a write that committed but lost'],
+  },
   { flaw: 'lossyKeys', group: 'roundTrip', failing: ['keys:'] },
   { flaw: 'namespaceIgnored', group: 'load', failing: ['namespaces are disjoint'] },
   { flaw: 'batchLimit', group: 'batches', failing: ['a batch of batchSize + 1'] },

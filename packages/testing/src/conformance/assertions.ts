@@ -65,9 +65,11 @@ export async function saveOne(
   userId: UserId,
   userData: object,
   expectedVersion?: number,
+  writeId?: string,
 ): Promise<SaveResult> {
-  const record: SaveRecord =
-    expectedVersion === undefined ? { userId, userData } : { userId, userData, expectedVersion };
+  const record: SaveRecord = { userId, userData };
+  if (expectedVersion !== undefined) record.expectedVersion = expectedVersion;
+  if (writeId !== undefined) record.writeId = writeId;
   const results = await adapter.save([record]);
   expect(Array.isArray(results) && results.length, 'save([one record]) resolves one result').toBe(1);
   return results[0]!;
@@ -137,11 +139,13 @@ export function chunks<T>(items: readonly T[], size: number): T[][] {
 }
 
 /** A result reduced to what a check compares; an error result keeps only its code and message. */
+/** A result in a comparable form: an error as its code and message, a conflict without its write id. */
 function simplify(result: SaveResult | undefined): unknown {
   if (result?.status === 'error') {
     const error = result.error as Error & { code?: string };
     return { status: 'error', error: `${error?.code ?? ''} ${error?.message ?? String(error)}` };
   }
+  if (result?.status === 'conflict') return { status: 'conflict', currentVersion: result.currentVersion };
   return result;
 }
 

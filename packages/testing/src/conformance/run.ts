@@ -3,6 +3,7 @@ import { batchChecks, isolationChecks } from './checks-batches.js';
 import { idChecks, loadChecks, roundTripChecks } from './checks-data.js';
 import { lifecycleChecks } from './checks-lifecycle.js';
 import { concurrencyChecks, deleteChecks, versionChecks } from './checks-versions.js';
+import { writeIdChecks } from './checks-write-ids.js';
 import { type Check, CheckContext } from './context.js';
 import {
   type CheckOutcome,
@@ -17,7 +18,7 @@ import { vitest } from './vitest-api.js';
 export const conformanceChecks: Readonly<Record<ConformanceGroup, readonly Check[]>> = {
   load: loadChecks,
   roundTrip: roundTripChecks,
-  versions: versionChecks,
+  versions: [...versionChecks, ...writeIdChecks],
   isolation: isolationChecks,
   batches: batchChecks,
   delete: deleteChecks,
