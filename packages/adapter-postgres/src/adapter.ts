@@ -44,7 +44,7 @@ export interface PostgresClient {
 export interface PostgresPoolOptions {
   /** Most connections the pool opens. Default 10. */
   max?: number;
-  /** Milliseconds to wait for a connection before a query fails. Default 10,000. */
+  /** Milliseconds to wait for a connection before a query fails. Overrides the adapter's `connectTimeout`. */
   connectionTimeoutMillis?: number;
   /**
    * The password, when `url` has none (the URL's password wins). pg itself ignores this option next to a
@@ -66,6 +66,12 @@ export interface PostgresAdapterBaseOptions {
   table?: string;
   /** Most records written in one statement (`maxBatchSize`); larger `save` calls are split. Default 500. */
   batchSize?: number;
+  /**
+   * Only with `url`: how long a call waits for a connection of the adapter's pool (connecting, authenticating,
+   * or waiting for a free one) before it fails, so an unreachable server fails calls quickly instead of hanging.
+   * Milliseconds or an `ms` string such as `'5s'`. Default `'5s'`. `pool.connectionTimeoutMillis` wins when given.
+   */
+  connectTimeout?: number | string;
 }
 
 export type PostgresAdapterOptions = PostgresAdapterBaseOptions &
@@ -86,6 +92,8 @@ export type PostgresAdapterOptions = PostgresAdapterBaseOptions &
   );
 
 export const DEFAULT_BATCH_SIZE = 500;
+/** Default `connectTimeout`. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 /** Largest batch accepted by `batchSize`; beyond it statements get unwieldy for no gain. */
 export const MAX_BATCH_SIZE = 50_000;
 /** A statement carries at most this much JSON text; larger batches are split (a lone bigger record goes alone). */
@@ -121,6 +129,7 @@ export class PostgresAdapter implements PersistenceAdapter {
   readonly #client: PostgresClient | undefined;
   readonly #url: string | undefined;
   readonly #poolOptions: PostgresPoolOptions | undefined;
+  readonly #connectTimeoutMs: number;
   /** Set when the adapter opened the pool itself (from `url`); only then does `close()` end it. */
   #ownPool: Promise<PoolLike> | undefined;
   #closed: Promise<void> | undefined;
@@ -143,6 +152,10 @@ export class PostgresAdapter implements PersistenceAdapter {
     if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
       throw invalidOptions(`\`batchSize\` must be an integer from 1 to ${MAX_BATCH_SIZE}.`);
     }
+    this.#connectTimeoutMs = parseDuration(
+      'connectTimeout',
+      options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    );
     if (options.pool !== undefined && (typeof options.pool !== 'object' || options.pool === null)) {
       throw invalidOptions('`pool` must be an object of pg.Pool options.');
     }
@@ -262,7 +275,7 @@ export class PostgresAdapter implements PersistenceAdapter {
     }
     const pool = new Pool({
       max: 10,
-      connectionTimeoutMillis: 10_000,
+      connectionTimeoutMillis: this.#connectTimeoutMs,
       ...this.#poolOptions,
       connectionString: withPassword(this.#url!, this.#poolOptions?.password),
     });
@@ -506,6 +519,50 @@ function withMigrationHint(wrapped: CageySessionsError, table: TableName): Cagey
     { code: wrapped.code, cause: wrapped.cause },
   );
 }
+
+/**
+ * A duration option: milliseconds, or an `ms`-style string (`'500ms'`, `'5s'`, `'1.5m'`, `'2 minutes'`).
+ * Must be positive and at most 2^31 - 1 ms (what Node.js timers accept).
+ */
+function parseDuration(name: string, value: unknown): number {
+  let parsed = Number.NaN;
+  if (typeof value === 'number') parsed = value;
+  else if (typeof value === 'string') {
+    const match =
+      /^(\d+(?:\.\d+)?|\.\d+) *(milliseconds?|msecs?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)?$/i.exec(
+        value.trim(),
+      );
+    if (match !== null) parsed = Number(match[1]) * UNIT_MS[(match[2] ?? 'ms').toLowerCase()]!;
+  }
+  if (Number.isFinite(parsed) && parsed >= 1 && parsed <= 2 ** 31 - 1) return Math.round(parsed);
+  const shown = typeof value === 'string' ? JSON.stringify(value).slice(0, 40) : String(value);
+  throw invalidOptions(
+    `\`${name}\` must be a positive duration: milliseconds or a string such as '5s' (got ${shown}).`,
+  );
+}
+
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  msec: 1,
+  msecs: 1,
+  millisecond: 1,
+  milliseconds: 1,
+  s: 1_000,
+  sec: 1_000,
+  secs: 1_000,
+  second: 1_000,
+  seconds: 1_000,
+  m: 60_000,
+  min: 60_000,
+  mins: 60_000,
+  minute: 60_000,
+  minutes: 60_000,
+  h: 3_600_000,
+  hr: 3_600_000,
+  hrs: 3_600_000,
+  hour: 3_600_000,
+  hours: 3_600_000,
+};
 
 function invalidOptions(message: string): ValidationError {
   return new ValidationError('INVALID_OPTIONS', `[${ADAPTER_NAME}] Invalid options: ${message}`);

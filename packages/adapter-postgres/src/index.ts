@@ -1,6 +1,7 @@
 export {
   createPostgresAdapter,
   DEFAULT_BATCH_SIZE,
+  DEFAULT_CONNECT_TIMEOUT_MS,
   MAX_BATCH_SIZE,
   PostgresAdapter,
   type PostgresAdapterBaseOptions,

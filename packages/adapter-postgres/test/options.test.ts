@@ -48,6 +48,27 @@ describe('options', () => {
     );
   });
 
+  it.each([0, -1, 0.4, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31, '', 'soon', '5 parsecs', '-5s', true])(
+    'rejects connectTimeout %j',
+    (connectTimeout) => {
+      expect(
+        () => new PostgresAdapter({ url: 'postgres://localhost/x', connectTimeout: connectTimeout as never }),
+      ).toThrow(
+        expect.objectContaining({
+          code: 'INVALID_OPTIONS',
+          message: expect.stringContaining('connectTimeout'),
+        }),
+      );
+    },
+  );
+
+  it.each([1, 1500, '250ms', '1.5s', '5s', '2m', '2 minutes', '1h', '5000'])(
+    'accepts connectTimeout %j',
+    (connectTimeout) => {
+      expect(() => new PostgresAdapter({ url: 'postgres://localhost/x', connectTimeout })).not.toThrow();
+    },
+  );
+
   it('rejects a pool option that is not an object, and a pool.password that is not a string', () => {
     expect(() => new PostgresAdapter({ url: 'postgres://localhost/x', pool: 5 as never })).toThrow(
       expect.objectContaining({ code: 'INVALID_OPTIONS' }),
