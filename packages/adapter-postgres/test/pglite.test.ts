@@ -1,3 +1,4 @@
+import { MAX_USER_ID_BYTES } from '@cagey-sessions/core';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresAdapter } from '../src/index.js';
@@ -71,6 +72,27 @@ describe('postgres adapter on an embedded PGlite', () => {
     );
     expect(results.every((r) => r.status === 'ok' && r.version === 1)).toBe(true);
     expect(await adapter.load('p2999')).toEqual({ userData: { i: 2999 }, version: 1 });
+  });
+
+  it('user ids up to MAX_USER_ID_BYTES are stored; messages naming a user quote it and cut a long one', async () => {
+    const { adapter } = await freshAdapter();
+    const longest = 'é'.repeat(MAX_USER_ID_BYTES / 2);
+    expect(await adapter.save([{ userId: longest, userData: { a: 1 } }])).toEqual([
+      { status: 'ok', version: 1 },
+    ]);
+    expect(await adapter.load(longest)).toEqual({ userData: { a: 1 }, version: 1 });
+
+    const conflict = await adapter.delete(longest, 7).catch((error: Error) => error);
+    expect(conflict).toMatchObject({ code: 'VERSION_CONFLICT', currentVersion: 1 });
+    expect((conflict as Error).message).toContain(`User ${JSON.stringify(longest.slice(0, 64))}…`);
+    expect((conflict as Error).message).not.toContain(longest.slice(0, 65));
+
+    const tooLong = `${longest}x`;
+    const invalid = await adapter.load(tooLong).catch((error: Error) => error);
+    expect(invalid).toMatchObject({ code: 'INVALID_USER_ID' });
+    expect((invalid as Error).message).not.toContain(longest.slice(0, 65));
+    const [result] = await adapter.save([{ userId: tooLong, userData: {} }]);
+    expect(result).toMatchObject({ status: 'error', error: { code: 'INVALID_USER_ID' } });
   });
 
   it('close() leaves the PGlite instance open', async () => {
