@@ -1,12 +1,16 @@
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
   AdapterError,
   CageySessionsError,
   checkIdentifier,
   type PreparedRecord,
+  passwordOfUrl,
   redactCredentials,
+  redactError,
   type SaveResult,
   saveBatch,
+  wrapDriverError,
 } from '../src/index.js';
 
 /** A `write` that records what it was given and answers ok with version 1 for each record. */
@@ -109,6 +113,52 @@ describe('redactCredentials', () => {
     expect(redactCredentials('a redis://:pw@h:1 and mongodb+srv://u:p@x/y')).toBe(
       'a redis://***@h:1 and mongodb+srv://***@x/y',
     );
+  });
+});
+
+describe('redactError', () => {
+  it('leaves no credential at any depth of util.inspect, for URL, secret, property and AUTH-command forms', () => {
+    const secret = 'hunter2-p@ss';
+    // The shapes drivers really produce: ioredis keeps the failed command, pg and mongodb keep options.
+    const command = { name: 'auth', args: ['default', secret] };
+    const inner = Object.assign(new Error(`WRONGPASS invalid username-password pair`), { command });
+    const outer = Object.assign(
+      new Error(`connect to redis://default:${encodeURIComponent(secret)}@127.0.0.1:6379 failed`),
+      {
+        code: 'ECONNREFUSED',
+        options: { host: '127.0.0.1', password: secret, auth: { username: 'u', password: secret } },
+        note: `the password was ${secret}`,
+        buffer: Buffer.from(secret),
+        errors: [inner],
+      },
+    );
+    (outer as { cause?: unknown }).cause = inner;
+    const wrapped = wrapDriverError('redis', 'save', outer, [secret]);
+    const shown = inspect(wrapped, { depth: Number.POSITIVE_INFINITY, showHidden: true });
+    expect(shown).not.toContain(secret);
+    expect(shown).not.toContain(encodeURIComponent(secret));
+    expect(shown).toContain('ECONNREFUSED'); // what helps diagnose stays
+    expect(shown).toContain('WRONGPASS');
+    expect(JSON.stringify(wrapped.cause)).not.toContain(secret);
+    // The driver's own objects are not modified.
+    expect(command.args[1]).toBe(secret);
+  });
+
+  it('keeps the error class and copes with cycles', () => {
+    class DriverError extends Error {}
+    const error = new DriverError('boom') as DriverError & { self?: unknown };
+    error.self = error;
+    const copy = redactError(error) as DriverError & { self?: unknown };
+    expect(copy).toBeInstanceOf(DriverError);
+    expect(copy.self).toBe(copy);
+    expect(copy.message).toBe('boom');
+  });
+
+  it('finds the password of a connection URL, percent-decoded', () => {
+    expect(passwordOfUrl('postgres://u:p%40ss@h/db')).toBe('p@ss');
+    expect(passwordOfUrl('redis://:only@h:1')).toBe('only');
+    expect(passwordOfUrl('redis://h:1')).toBeUndefined();
+    expect(passwordOfUrl(undefined)).toBeUndefined();
   });
 });
 

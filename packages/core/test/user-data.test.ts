@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { checkExpectedVersion, serializeUserData, userKey, ValidationError } from '../src/index.js';
+import {
+  checkExpectedVersion,
+  MAX_USER_ID_BYTES,
+  serializeUserData,
+  userKey,
+  ValidationError,
+} from '../src/index.js';
 
 function rejection(fn: () => unknown): ValidationError {
   try {
@@ -31,6 +37,20 @@ describe('userKey', () => {
     ['a bigint', 5n],
   ])('rejects %s with INVALID_USER_ID', (_, value) => {
     expect(rejection(() => userKey(value)).code).toBe('INVALID_USER_ID');
+  });
+
+  it(`accepts ids up to ${MAX_USER_ID_BYTES} UTF-8 bytes and refuses longer ones with a short message`, () => {
+    expect(userKey('a'.repeat(MAX_USER_ID_BYTES))).toHaveLength(MAX_USER_ID_BYTES);
+    expect(userKey('é'.repeat(MAX_USER_ID_BYTES / 2))).toHaveLength(MAX_USER_ID_BYTES / 2); // 2 bytes each
+    for (const id of [
+      'a'.repeat(MAX_USER_ID_BYTES + 1),
+      'é'.repeat(MAX_USER_ID_BYTES / 2 + 1),
+      'x'.repeat(1_000_000),
+    ]) {
+      const error = rejection(() => userKey(id));
+      expect(error.code).toBe('INVALID_USER_ID');
+      expect(error.message.length).toBeLessThan(300);
+    }
   });
 });
 
