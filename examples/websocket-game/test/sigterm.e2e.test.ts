@@ -1,5 +1,7 @@
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { type BotFleet, startBots } from '../src/bots.js';
 import type { Player } from '../src/game.js';
 import { launchServer, type ServerProcess } from '../src/launch.js';
@@ -13,6 +15,29 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
+
+/** A player that logs in, mines once (acknowledged) and then only holds its connection open. */
+async function connectIdler(url: string, userId: string) {
+  const ws = new WebSocket(url);
+  const replies: Record<string, unknown>[] = [];
+  let wake: (() => void) | undefined;
+  ws.on('message', (data) => {
+    replies.push(JSON.parse(String(data)) as Record<string, unknown>);
+    wake?.();
+  });
+  await once(ws, 'open');
+  const request = async (message: Record<string, unknown>) => {
+    const before = replies.length;
+    ws.send(JSON.stringify(message));
+    while (replies.length === before) await new Promise<void>((resolve) => (wake = resolve));
+    return replies[before]!;
+  };
+  const welcome = await request({ t: 'login', seq: 1, userId });
+  if (welcome.t !== 'welcome') throw new Error(`idler login refused: ${JSON.stringify(welcome)}`);
+  const mined = await request({ t: 'mine', seq: 2 });
+  if (mined.state === undefined) throw new Error(`idler could not mine: ${JSON.stringify(mined)}`);
+  return { userId, state: mined.state as Player, close: () => ws.terminate() };
+}
 
 describe('SIGTERM in the middle of play', () => {
   it.for<StoreKind>(['pglite', 'postgres', 'redis', 'mongo'])(
@@ -64,13 +89,19 @@ describe('SIGTERM in the middle of play', () => {
         }),
       ]);
 
+      // Shutdown must have work to do, for certain: one more player mines (a change written only by the
+      // interval, which never runs here, or by shutdown) and stays connected, idle, until the signal.
+      const idler = await connectIdler(server.url, `idler-${namespace}`);
+      cleanups.push(() => idler.close());
+
       const exit = await server.stop('SIGTERM');
       await fleet.done;
       const log = join(tmp.dir, 'server.log');
       expect(exit.code, `server log: ${log}`).toBe(0);
       expect(exit.report?.unsaved).toEqual([]);
-      // Shutdown had work to do: the interval never ran, so players had unsaved changes at the signal.
+      // Shutdown had work to do: the interval never ran, and the idler's mining was unsaved at the signal.
       expect(exit.report!.dirtyAtShutdown).toBeGreaterThan(0);
+      expect(exit.report!.finalState[idler.userId]).toEqual(idler.state);
 
       const store = await openStore(kind, { dataDir: tmp.dir, namespace, env });
       cleanups.push(() => store.close());
@@ -96,7 +127,7 @@ describe('SIGTERM in the middle of play', () => {
       for (const bot of fleet.bots) {
         if (!expected.has(bot.userId) && bot.state !== undefined) expected.set(bot.userId, bot.state);
       }
-      expect(expected.size).toBe(PLAYERS);
+      expect(expected.size).toBe(PLAYERS + 1);
       expect(await compareWithStore(expected, read)).toEqual([]);
     },
   );
