@@ -4,6 +4,7 @@ import {
   ConflictError,
   checkExpectedVersion,
   checkIdentifier,
+  type Duration,
   type PersistenceAdapter,
   type PreparedRecord,
   type SaveRecord,
@@ -33,6 +34,8 @@ const DEFAULT_MAX_BATCH_SIZE = 1000;
 const MAX_ROUNDS = 10;
 const DUPLICATE_KEY = 11000;
 const NAMESPACE_EXISTS = 48;
+/** How long an owned client waits for a server to select or connect to before an operation fails. */
+const DEFAULT_CONNECT_TIMEOUT = '5s';
 
 interface CommonOptions {
   /** Collection holding one document per user. Letters, digits, underscores. Default `cagey_user_data`. */
@@ -58,6 +61,7 @@ export type MongoAdapterOptions = CommonOptions &
         db?: never;
         url?: never;
         clientOptions?: never;
+        connectTimeout?: never;
       }
     | {
         /** A database handle you own: the adapter never closes its client. */
@@ -66,12 +70,20 @@ export type MongoAdapterOptions = CommonOptions &
         url?: never;
         database?: never;
         clientOptions?: never;
+        connectTimeout?: never;
       }
     | {
         /** `mongodb://` or `mongodb+srv://` URL; the adapter opens the client and closes it in `close()`. */
         url: string;
         /** Options for the `MongoClient` the adapter opens. */
         clientOptions?: MongoClientOptions;
+        /**
+         * How long an operation waits for an unreachable server before it fails (milliseconds or an `ms`
+         * string such as `'5s'`); the client keeps reconnecting in the background. Sets the client's
+         * `serverSelectionTimeoutMS` and `connectTimeoutMS` unless `clientOptions` or the URL set them.
+         * Default `'5s'`.
+         */
+        connectTimeout?: Duration;
         /** Database name; default: the one in the URL, else `test`. */
         database?: string;
         client?: never;
@@ -140,23 +152,40 @@ export class MongoAdapter implements PersistenceAdapter {
       if (typeof options.url !== 'string' || !/^mongodb(\+srv)?:\/\//.test(options.url)) {
         throw invalidOptions('url must start with mongodb:// or mongodb+srv://.');
       }
+      const connectTimeout = durationMs('connectTimeout', options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT);
       let client: MongoClient;
       try {
-        client = new MongoClient(options.url, options.clientOptions);
+        client = new MongoClient(
+          options.url,
+          withTimeouts(options.url, options.clientOptions, connectTimeout),
+        );
       } catch (error) {
         // The driver's parse errors can quote the URL; the wrapper masks credentials in it.
         throw wrapDriverError(NAME, 'connect', error);
       }
       this.#owned = client;
-      this.#resolveCollection = async () => client.db(database).collection<UserDocument>(name);
-    } else if (options.db !== undefined) {
-      const db = options.db;
-      this.#owned = undefined;
-      this.#resolveCollection = async () => db.collection<UserDocument>(name);
+      this.#resolveCollection = async () => {
+        // Connected here rather than by the driver on first use: a client whose first connection failed is
+        // left with a closed topology by the driver's automatic connect, and every later call fails with
+        // "Topology is closed". An explicit connect() after a failed one starts afresh (see `#open`).
+        await client.connect();
+        return client.db(database).collection<UserDocument>(name);
+      };
     } else {
-      const client = options.client;
+      if (options.connectTimeout !== undefined) {
+        throw invalidOptions(
+          'connectTimeout applies to the client the adapter opens from { url }; set serverSelectionTimeoutMS ' +
+            'and connectTimeoutMS on your own client instead.',
+        );
+      }
       this.#owned = undefined;
-      this.#resolveCollection = async () => (await client).db(database).collection<UserDocument>(name);
+      if (options.db !== undefined) {
+        const db = options.db;
+        this.#resolveCollection = async () => db.collection<UserDocument>(name);
+      } else {
+        const client = options.client;
+        this.#resolveCollection = async () => (await client).db(database).collection<UserDocument>(name);
+      }
     }
   }
 
@@ -546,6 +575,64 @@ function writeErrorOf(writeError: { code: number; errmsg?: string; index: number
 
 function isDuplicateKey(error: Error): boolean {
   return (error.cause as { code?: unknown } | undefined)?.code === DUPLICATE_KEY;
+}
+
+const TIMEOUT_OPTIONS = ['serverSelectionTimeoutMS', 'connectTimeoutMS'] as const;
+
+/** `clientOptions` with `connectTimeout` filled in for each timeout neither they nor the URL set. */
+function withTimeouts(
+  url: string,
+  clientOptions: MongoClientOptions | undefined,
+  connectTimeout: number,
+): MongoClientOptions {
+  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1).toLowerCase() : '';
+  const inUrl = new Set(query.split('&').map((pair) => pair.split('=')[0]));
+  const options: MongoClientOptions = { ...clientOptions };
+  for (const name of TIMEOUT_OPTIONS) {
+    if (options[name] === undefined && !inUrl.has(name.toLowerCase())) options[name] = connectTimeout;
+  }
+  return options;
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1,
+  msec: 1,
+  msecs: 1,
+  millisecond: 1,
+  milliseconds: 1,
+  s: 1000,
+  sec: 1000,
+  secs: 1000,
+  second: 1000,
+  seconds: 1000,
+  m: 60_000,
+  min: 60_000,
+  mins: 60_000,
+  minute: 60_000,
+  minutes: 60_000,
+  h: 3_600_000,
+  hr: 3_600_000,
+  hrs: 3_600_000,
+  hour: 3_600_000,
+  hours: 3_600_000,
+};
+
+/** A positive duration in whole milliseconds, from a number of milliseconds or an `ms` string (`'5s'`). */
+function durationMs(what: string, value: unknown): number {
+  let milliseconds = Number.NaN;
+  if (typeof value === 'number') milliseconds = value;
+  else if (typeof value === 'string') {
+    const match = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i.exec(value);
+    const unit = DURATION_UNITS[(match?.[2] || 'ms').toLowerCase()];
+    if (match !== null && unit !== undefined) milliseconds = Number(match[1]) * unit;
+  }
+  if (Number.isFinite(milliseconds) && milliseconds >= 1 && milliseconds <= 2 ** 31 - 1) {
+    return Math.round(milliseconds);
+  }
+  const shown = typeof value === 'string' ? JSON.stringify(value).slice(0, 40) : String(value);
+  throw invalidOptions(
+    `${what} must be a duration such as 5000 or '5s' (1 ms to about 24 days), got ${shown}.`,
+  );
 }
 
 function closedError(operation: string): AdapterError {
