@@ -53,12 +53,12 @@ export class AsyncEventEmitter<Events extends EventEmitter.ValidEventTypes> exte
    * `undefined` without allocating a promise when there are no listeners, which keeps hot paths cheap.
    */
   emitAsync(event: EventEmitter.EventNames<Events>, ...args: unknown[]): Promise<void> | undefined {
-    const listeners = this.listeners(event) as Listener[];
-    if (listeners.length === 0) return undefined;
+    const handlers = this.#handlers(event);
+    if (handlers.length === 0) return undefined;
     const settled: Promise<unknown>[] = [];
-    for (const listener of listeners) {
+    for (const { fn, context } of handlers) {
       try {
-        settled.push(Promise.resolve(listener.apply(this, args)));
+        settled.push(Promise.resolve(fn.apply(context, args)));
       } catch (error) {
         settled.push(Promise.reject(error));
       }
@@ -67,4 +67,22 @@ export class AsyncEventEmitter<Events extends EventEmitter.ValidEventTypes> exte
       for (const result of results) if (result.status === 'rejected') throw result.reason;
     });
   }
+
+  /**
+   * The registered listeners with the context each was added with (`on(event, fn, context)`; the emitter when
+   * none was given), copied so that listeners removing themselves do not disturb the call. eventemitter3 keeps
+   * them as one `{ fn, context }` record or an array of them; `listeners()` would drop the contexts.
+   */
+  #handlers(event: EventEmitter.EventNames<Events>): { fn: Listener; context: unknown }[] {
+    const key = EventEmitter.prefixed ? `${EventEmitter.prefixed}${String(event)}` : event;
+    const stored = (this as unknown as { _events: Record<PropertyKey, Handler | Handler[] | undefined> })
+      ._events[key as PropertyKey];
+    if (stored === undefined) return [];
+    return Array.isArray(stored) ? [...stored] : [stored];
+  }
+}
+
+interface Handler {
+  fn: Listener;
+  context: unknown;
 }

@@ -1,4 +1,4 @@
-import { callAdapter, withTimeout } from './deadline.js';
+import { callAdapter, Pacer, withTimeout } from './deadline.js';
 import {
   type ConflictError,
   describeUserId,
@@ -17,13 +17,7 @@ import {
   resolvePersistenceOptions,
   type SessionManagerOptions,
 } from './options.js';
-import {
-  Pacer,
-  PersistencePipeline,
-  type PipelineHooks,
-  type PipelineStats,
-  type UserState,
-} from './pipeline.js';
+import { PersistencePipeline, type PipelineHooks, type PipelineStats, type UserState } from './pipeline.js';
 import { Session, type SessionHost } from './session.js';
 import type { PersistenceAdapter, StoredUser, UserData, UserId } from './types.js';
 import { userKey } from './user-data.js';
@@ -151,7 +145,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
 
   stats(): SessionManagerStats {
     let dirty = 0;
-    for (const state of this.#pipeline.states.values()) if (this.#pipeline.isDirty(state)) dirty++;
+    for (const state of this.#pipeline.users()) if (this.#pipeline.isDirty(state)) dirty++;
     const { inFlight, queued, retrying, orphaned, written, failed, conflicts, lastFlushMs } =
       this.#pipeline.stats();
     return {
@@ -198,7 +192,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
     if (persist) {
       unsaved = await this.#pipeline.drain(Math.max(0, deadline - performance.now()));
     } else {
-      const dropped = [...this.#pipeline.states.values()].filter((state) => state.orphan);
+      const dropped = [...this.#pipeline.users()].filter((state) => state.orphan);
       if (dropped.length > 0) {
         this.#log.warn(
           { userIds: dropped.map((state) => state.userId) },
@@ -206,7 +200,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
         );
       }
     }
-    this.#pipeline.dispose();
+    this.#pipeline.close();
     if (unsaved.length > 0) {
       const error = new PersistenceError(
         'SHUTDOWN_INCOMPLETE',
@@ -312,10 +306,10 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
           if (b.status === 'rejected') throw b.reason;
         });
       },
-      persisted: (state) => notify('persisted', state, state.version),
+      persisted: (state) => notify('persisted', state, state.write.version),
       failed: (state, error) => {
         this.#log.warn(
-          { userId: state.userId, failures: state.failures, err: error },
+          { userId: state.userId, failures: state.write.failures, err: error },
           'cagey-sessions: could not save user data; it stays queued for retry',
         );
         notify('persistError', state, error);

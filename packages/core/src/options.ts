@@ -1,4 +1,5 @@
 import ms from 'ms';
+import type { DirtyTracking } from './dirty-tracker.js';
 import { ValidationError } from './errors.js';
 import type { PersistenceAdapter } from './types.js';
 
@@ -38,6 +39,13 @@ export interface PersistenceOptions {
    * retried, so a store that hangs never makes `persistNow()` or `identify()` wait forever. Default `'10s'`.
    */
   callTimeout?: Duration;
+  /**
+   * How changes are found. `'snapshot'` (default): every flush serialises every user and compares it with what
+   * was stored, so in-place mutation is seen without help. `'explicit'`: only users marked with
+   * `session.markDirty()` (or written with `persistNow()`) are looked at, so a flush costs what the changed
+   * users cost; a change nobody marks is not written.
+   */
+  dirtyTracking?: DirtyTracking;
 }
 
 export interface SessionManagerOptions {
@@ -56,6 +64,7 @@ export interface ResolvedPersistenceOptions {
   retryMaxDelay: number;
   shutdownTimeout: number;
   callTimeout: number;
+  dirtyTracking: DirtyTracking;
 }
 
 export function resolvePersistenceOptions(
@@ -65,6 +74,9 @@ export function resolvePersistenceOptions(
   const o = options ?? {};
   checkKeys('userData.persistence', o, PERSISTENCE_KEYS);
   if (o.retry !== undefined) checkKeys('userData.persistence.retry', o.retry, ['initialDelay', 'maxDelay']);
+  if (o.dirtyTracking !== undefined && o.dirtyTracking !== 'snapshot' && o.dirtyTracking !== 'explicit') {
+    throw optionError('userData.persistence.dirtyTracking', o.dirtyTracking, "'snapshot' or 'explicit'");
+  }
   if (o.events !== undefined && (!Array.isArray(o.events) || !o.events.every((e) => typeof e === 'string'))) {
     throw optionError('userData.persistence.events', o.events, 'an array of event names');
   }
@@ -77,6 +89,7 @@ export function resolvePersistenceOptions(
     retryMaxDelay: duration('userData.persistence.retry.maxDelay', o.retry?.maxDelay ?? '30s'),
     shutdownTimeout: duration('userData.persistence.shutdownTimeout', o.shutdownTimeout ?? '15s'),
     callTimeout: duration('userData.persistence.callTimeout', o.callTimeout ?? '10s'),
+    dirtyTracking: o.dirtyTracking ?? 'snapshot',
   };
 }
 
@@ -88,6 +101,7 @@ const PERSISTENCE_KEYS = [
   'retry',
   'shutdownTimeout',
   'callTimeout',
+  'dirtyTracking',
 ] as const;
 
 /**

@@ -40,7 +40,11 @@ export interface SessionHost<T extends object> {
   readonly adapter: PersistenceAdapter | undefined;
   /** The adapter's `load`, bounded by `callTimeout` and checked against the contract. */
   readonly load: ((userId: UserId) => Promise<StoredUser | undefined>) | undefined;
-  readonly pipeline: PersistencePipeline<Session<T>>;
+  /** The part of the pipeline a session drives. */
+  readonly pipeline: Pick<
+    PersistencePipeline<Session<T>>,
+    'bind' | 'adoptOrphan' | 'rebase' | 'persist' | 'release' | 'isDirty' | 'markDirty'
+  >;
   readonly log: Required<Logger>;
   emitForSession(event: string, session: Session<T>, args: unknown[]): Promise<void> | undefined;
   claimUser(session: Session<T>, key: string): void;
@@ -82,7 +86,7 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
 
   /** The stored version the user data is based on (undefined for unconditional writes or before identification). */
   get version(): number | undefined {
-    return this.#state?.version;
+    return this.#state?.write.version;
   }
 
   get isDestroyed(): boolean {
@@ -117,7 +121,7 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     const version = checkExpectedVersion(options.version);
     this.#assertNoOtherUser(key);
     this.#host.claimUser(this, key);
-    this.#state = this.#host.pipeline.bind(this, userId, key, userData, version);
+    this.#state = this.#host.pipeline.bind(this, userId, key, userData, { version, stored: false });
     await this.#emit('identified', [userId, userData]);
   }
 
@@ -157,12 +161,14 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
         const stored = await load(userId);
         this.#assertAlive('identify');
         if (stored !== undefined) {
-          state = pipeline.bind(this, userId, key, stored.userData, stored.version);
-          pipeline.markSaved(state);
+          state = pipeline.bind(this, userId, key, stored.userData, {
+            version: stored.version,
+            stored: true,
+          });
         } else {
           const fresh = structuredClone(options.defaults ?? {}) as T;
           checkUserData(fresh);
-          state = pipeline.bind(this, userId, key, fresh, 0);
+          state = pipeline.bind(this, userId, key, fresh, { version: 0, stored: false });
         }
       }
       this.#state = state;
@@ -185,9 +191,20 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     if (this.#state !== undefined) await this.#host.pipeline.persist(this.#state);
   }
 
-  /** Whether the user data changed since it was last stored. Costs one serialisation of the data. */
+  /**
+   * Whether the user data changed since it was last stored. Costs one serialisation of the data (in explicit
+   * dirty tracking: whether it was marked since).
+   */
   isDirty(): boolean {
     return this.#state !== undefined && this.#host.pipeline.isDirty(this.#state);
+  }
+
+  /**
+   * Tells the manager the user data changed. Needed with `dirtyTracking: 'explicit'`, where only marked users
+   * are written by flushes; harmless otherwise. Costs nothing but a counter.
+   */
+  markDirty(): void {
+    if (this.#state !== undefined) this.#host.pipeline.markDirty(this.#state);
   }
 
   /**
@@ -204,12 +221,9 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     const stored = await load(state.userId);
     this.#assertAlive('reload');
     // A user deleted in the store is re-created from the data in memory.
-    if (stored === undefined) {
-      this.#host.pipeline.rebase(state, state.userData, 0);
-      state.savedDigest = undefined;
-    } else {
-      this.#host.pipeline.rebase(state, stored.userData, stored.version);
-    }
+    if (stored === undefined)
+      this.#host.pipeline.rebase(state, state.userData, { version: 0, stored: false });
+    else this.#host.pipeline.rebase(state, stored.userData, { version: stored.version, stored: true });
     return state.userData as T;
   }
 

@@ -18,6 +18,32 @@ describe('AsyncEventEmitter', () => {
     expect(seen.sort()).toEqual([2, 20]);
   });
 
+  it('calls each listener with the context it was added with, the emitter by default', async () => {
+    const emitter = new AsyncEventEmitter<{ ping: [] }>();
+    const context = { name: 'ctx' };
+    const seen: unknown[] = [];
+    emitter.on(
+      'ping',
+      function (this: unknown) {
+        seen.push(this);
+      },
+      context,
+    );
+    emitter.once(
+      'ping',
+      function (this: unknown) {
+        seen.push(this);
+      },
+      context,
+    );
+    emitter.on('ping', function (this: unknown) {
+      seen.push(this);
+    });
+    await emitter.emitAsync('ping');
+    expect(seen).toEqual([context, context, emitter]);
+    expect(seen[2]).toBe(emitter);
+  });
+
   it('returns undefined when nobody listens', () => {
     expect(new AsyncEventEmitter<Events>().emitAsync('ping', 1)).toBeUndefined();
   });

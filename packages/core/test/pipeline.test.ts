@@ -689,3 +689,83 @@ describe('faults that must not lose data', () => {
     expect(store.peek('hopper')).toEqual({ userData: { gold: 6, items: [] }, version: 3 });
   });
 });
+
+describe('explicit dirty tracking', () => {
+  /** Player data that counts how often it is serialised (JSON.stringify reads its keys). */
+  function counted(gold: number): { data: Player; reads: () => number } {
+    let reads = 0;
+    const data = new Proxy({ gold, items: [] } as Player, {
+      ownKeys(target) {
+        reads++;
+        return Reflect.ownKeys(target);
+      },
+    });
+    return { data, reads: () => reads };
+  }
+
+  it('an interval flush serialises only marked users; unmarked changes wait, markDirty() writes them', async () => {
+    const { manager, store } = setup({ dirtyTracking: 'explicit', interval: 20 });
+    const players: { session: Session<Player>; reads: () => number }[] = [];
+    for (let i = 0; i < 50; i++) {
+      const session = await manager.create();
+      const { data, reads } = counted(0);
+      await session.setUser(`e${i}`, data, { version: 0 });
+      players.push({ session, reads });
+    }
+    await manager.persistAllUserData(); // new users count as changed: all 50 are written
+    expect(store.size).toBe(50);
+    const before = players.map((p) => p.reads());
+    players[3]!.session.userData!.gold = 30; // changed, not marked
+    players[7]!.session.userData!.gold = 70;
+    players[7]!.session.markDirty();
+    expect(players[3]!.session.isDirty()).toBe(false); // explicit: what is not marked is not dirty
+    expect(players[7]!.session.isDirty()).toBe(true);
+    await vi.waitFor(() => expect(store.peek('e7')?.userData.gold).toBe(70));
+    await new Promise((resolve) => setTimeout(resolve, 60)); // more interval flushes
+    expect(store.peek('e3')?.userData.gold).toBe(0);
+    players.forEach((p, i) => {
+      if (i !== 7) expect(p.reads() - before[i]!, `serialisations of e${i}`).toBe(0);
+    });
+    await players[3]!.session.persistNow(); // persistNow marks by itself
+    expect(store.peek('e3')?.userData.gold).toBe(30);
+  });
+
+  it('in snapshot mode (the default) the same flush serialises every user and finds unmarked changes', async () => {
+    const { manager, store } = setup({ interval: 20 });
+    const reads: (() => number)[] = [];
+    for (let i = 0; i < 5; i++) {
+      const session = await manager.create();
+      const player = counted(0);
+      await session.setUser(`s${i}`, player.data, { version: 0 });
+      reads.push(player.reads);
+      if (i === 3) player.data.gold = 30;
+    }
+    await vi.waitFor(() => expect(store.peek('s3')?.userData.gold).toBe(30));
+    const before = reads.map((r) => r());
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(reads.every((r, i) => r() > before[i]!)).toBe(true);
+  });
+
+  it('shutdown stores marked users and the unsaved data of destroyed sessions', async () => {
+    const { manager, store, faulty } = setup({
+      dirtyTracking: 'explicit',
+      events: ['disconnect', 'shutdown'],
+    });
+    const [a, b] = await Promise.all([player(manager, 'xa'), player(manager, 'xb')]);
+    await manager.persistAllUserData();
+    a.userData!.gold = 1;
+    a.markDirty();
+    b.userData!.gold = 2;
+    faulty.failNext(1);
+    await b.destroy(); // its final write fails; the data is held
+    await manager.destroy();
+    expect(store.peek('xa')?.userData.gold).toBe(1);
+    expect(store.peek('xb')?.userData.gold).toBe(2);
+  });
+
+  it('refuses an unknown dirtyTracking mode', () => {
+    expect(
+      () => new SessionManager({ userData: { persistence: { dirtyTracking: 'auto' as never } } }),
+    ).toThrow(expect.objectContaining({ code: 'INVALID_OPTIONS' }));
+  });
+});
