@@ -36,6 +36,11 @@ const DUPLICATE_KEY = 11000;
 const NAMESPACE_EXISTS = 48;
 /** How long an owned client waits for a server to select or connect to before an operation fails. */
 const DEFAULT_CONNECT_TIMEOUT = '5s';
+/**
+ * Marks the write ids the adapter makes up for records that carry none. `~` is outside the characters a caller's
+ * write id may use, so the two never collide, and a made-up one is never reported as `currentWriteId`.
+ */
+const INTERNAL_WRITE_ID = '~';
 
 interface CommonOptions {
   /** Collection holding one document per user. Letters, digits, underscores. Default `cagey_user_data`. */
@@ -107,6 +112,7 @@ interface Pending {
   /** The caller's expectedVersion; undefined for an unconditional write. */
   expected: number | undefined;
   plan: Plan;
+  /** Stored with every attempt of this record: the record's own write id, else one the adapter made up. */
   writeId: string;
   /** Send in a bulkWrite of its own: it was in a bulkWrite that a write error cut short (see `#send`). */
   alone: boolean;
@@ -198,7 +204,7 @@ export class MongoAdapter implements PersistenceAdapter {
       if (error instanceof MongoServerError && error.code === NAMESPACE_EXISTS) return;
       // A concurrent setup may have created it between the server's check and its own create.
       if (await this.#collectionExists(collection)) return;
-      throw wrapDriverError(NAME, 'setup', error);
+      throw this.#wrap('setup', error);
     }
   }
 
@@ -209,7 +215,7 @@ export class MongoAdapter implements PersistenceAdapter {
     try {
       document = await collection.findOne({ _id: key }, { projection: { data: 1, version: 1, deleted: 1 } });
     } catch (error) {
-      throw wrapDriverError(NAME, 'load', error);
+      throw this.#wrap('load', error);
     }
     if (document === null || document.deleted === true || document.data === undefined) return undefined;
     return { userData: document.data, version: document.version };
@@ -243,7 +249,7 @@ export class MongoAdapter implements PersistenceAdapter {
         // The record was at the expected version after all: it changed between the two calls; go again.
       }
     } catch (error) {
-      throw wrapDriverError(NAME, 'delete', error);
+      throw this.#wrap('delete', error);
     }
     throw new AdapterError(
       NAME,
@@ -259,10 +265,15 @@ export class MongoAdapter implements PersistenceAdapter {
       try {
         await this.#owned.close();
       } catch (error) {
-        throw wrapDriverError(NAME, 'close', error);
+        throw this.#wrap('close', error);
       }
     })();
     return this.#closing;
+  }
+
+  /** A driver error as an `AdapterError`. */
+  #wrap(operation: string, error: unknown): Error {
+    return wrapDriverError(NAME, operation, error);
   }
 
   async #open(operation: string): Promise<Collection<UserDocument>> {
@@ -273,7 +284,7 @@ export class MongoAdapter implements PersistenceAdapter {
     } catch (error) {
       // A rejected client promise is retried on the next call rather than remembered forever.
       this.#collection = undefined;
-      throw wrapDriverError(NAME, operation, error);
+      throw this.#wrap(operation, error);
     }
   }
 
@@ -291,12 +302,15 @@ export class MongoAdapter implements PersistenceAdapter {
   /**
    * Writes validated records. Each round sends one operation per pending record (in one unordered bulkWrite,
    * or in chunks of `maxUpdatesPerBulkWrite` updates), then learns each record's outcome:
-   * - an insert either succeeded or failed with a duplicate key (the user has a document);
-   * - the updates all succeeded when the matched count says so (the common case: one round trip in all);
-   *   otherwise one `find` reads the stored versions and `writeId`s, which tell apart "written by us",
-   *   "conflict" and "not written yet" (a server that stops a bulk at its first error, see the README).
-   * Records that need another attempt (a tombstone to revive, an unconditional write that lost a race) go to
-   * the next round. Nothing is retried blindly: a conditional write that finds another version is a conflict.
+   * - the inserts and the updates all succeeded when the bulkWrite's inserted and matched counts say so (the
+   *   common case: one round trip in all);
+   * - otherwise one `find` reads the stored versions and `writeId`s, which tell apart "written by us",
+   *   "conflict" and "not written yet" (a duplicate key, a server that stops a bulk at its first error, a
+   *   connection lost in the middle of a bulkWrite: see `#send`).
+   * Records that need another attempt (a tombstone to revive, an unconditional write that lost a race, a write
+   * that never reached the server) go to the next round, under the same write id. Nothing is retried blindly:
+   * a conditional write that finds another version is a conflict, and nothing is reported written that the
+   * server did not confirm or the read did not find.
    */
   async #write(prepared: PreparedRecord[]): Promise<SaveResult[]> {
     const results: (SaveResult | undefined)[] = new Array(prepared.length);
@@ -314,7 +328,15 @@ export class MongoAdapter implements PersistenceAdapter {
       const expected = record.expectedVersion;
       const plan: Plan =
         expected === undefined || expected === 0 ? { kind: 'insert' } : { kind: 'update', from: expected };
-      pending.push({ slot, key: record.key, data, expected, plan, writeId: '', alone: false });
+      pending.push({
+        slot,
+        key: record.key,
+        data,
+        expected,
+        plan,
+        writeId: record.writeId ?? `${INTERNAL_WRITE_ID}${batchId}.${slot}`,
+        alone: false,
+      });
     }
     if (pending.length === 0) return results as SaveResult[];
 
@@ -330,9 +352,7 @@ export class MongoAdapter implements PersistenceAdapter {
     }
 
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
-      const updatedAt = new Date();
-      for (let i = 0; i < pending.length; i++) pending[i]!.writeId = `${batchId}.${round}.${i}`;
-      const outcome = await this.#send(collection, pending, updatedAt, round === 0);
+      const outcome = await this.#send(collection, pending, new Date(), round === 0);
 
       const toRead: Pending[] = [];
       for (let i = 0; i < pending.length; i++) {
@@ -357,8 +377,8 @@ export class MongoAdapter implements PersistenceAdapter {
           toRead.map((entry) => entry.key),
         );
       } catch (error) {
-        // Some of these may have been written; they fail with the read error rather than fail the whole save.
-        const wrapped = wrapDriverError(NAME, 'save', error);
+        // Some of these may have been written, but nothing proves it: they fail, each with its own result.
+        const wrapped = this.#wrap('save (reading back writes whose outcome is unknown)', error);
         for (const entry of toRead) results[entry.slot] = { status: 'error', error: wrapped };
         pending = [];
         break;
@@ -386,8 +406,15 @@ export class MongoAdapter implements PersistenceAdapter {
 
   /**
    * Sends one operation per pending record and classifies each: ok, error, unknown (needs a read) or suspect
-   * (unknown, and in a bulkWrite cut short by a write error). Throws only when the first bulkWrite of the first
-   * round fails as a whole, so that a rejected save wrote nothing.
+   * (unknown, and in a bulkWrite cut short by an update's write error). Throws only when the first bulkWrite of
+   * the first round fails before anything is sent, so that a rejected save wrote nothing.
+   *
+   * An operation is ok only when the server confirmed it: the bulkWrite's inserted (matched) count equals the
+   * number of inserts (updates) that have no write error of their own. The counts cover exactly the commands
+   * the server answered, so a bulkWrite cut short by a lost connection or a server gone away (the driver then
+   * throws a `MongoBulkWriteError` without write errors) leaves the operations of the unanswered command
+   * unknown, to be read back. A write concern error makes every operation without an error of its own unknown:
+   * the counts it comes with do not say the writes will stay.
    *
    * A write error's index is exact on MongoDB, which also carries on with the other operations of an unordered
    * bulkWrite. FerretDB 1.x stops an update command at its first failing statement and reports index 0, so an
@@ -421,23 +448,29 @@ export class MongoAdapter implements PersistenceAdapter {
     for (let c = 0; c < chunks.length; c++) {
       const chunk = chunks[c]!;
       const operations = chunk.map((i) => operationFor(pending[i]!, updatedAt));
+      let inserted: number;
       let matched: number;
+      let countsHold = true;
       const errors = new Map<number, Error>();
       try {
         const result = await collection.bulkWrite(operations, { ordered: false });
+        inserted = result.insertedCount;
         matched = result.matchedCount;
       } catch (error) {
         if (!(error instanceof MongoBulkWriteError)) {
+          // Thrown before any command was sent (no connection yet, an invalid operation): nothing was written.
           if (mayThrow && c === 0) throw error;
-          // Earlier bulkWrites were written; this one's outcome is unknown, so its records fail on their own.
-          const wrapped = wrapDriverError(NAME, 'save', error);
+          // Earlier bulkWrites were written; this one's records fail on their own.
+          const wrapped = this.#wrap('save', error);
           for (const i of chunk) outcome[i] = { kind: 'error', error: wrapped };
           continue;
         }
-        matched = error.result.matchedCount;
-        const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-        for (const writeError of writeErrors) errors.set(writeError.index, writeErrorOf(writeError));
+        inserted = countOf(error, 'insertedCount');
+        matched = countOf(error, 'matchedCount');
+        countsHold = !hasWriteConcernError(error);
+        for (const writeError of writeErrorsOf(error)) errors.set(writeError.index, writeErrorOf(writeError));
       }
+      let inserts = 0;
       let updates = 0;
       let updateFailed = false;
       for (let j = 0; j < chunk.length; j++) {
@@ -445,8 +478,10 @@ export class MongoAdapter implements PersistenceAdapter {
         const error = errors.get(j);
         if (pending[i]!.plan.kind === 'insert') {
           // Inserts are checked one by one on every server, so an insert's error is its own.
-          if (error === undefined) outcome[i] = { kind: 'ok' };
-          else if (isDuplicateKey(error)) outcome[i] = { kind: 'unknown' };
+          if (error === undefined) {
+            inserts++;
+            outcome[i] = { kind: 'ok' };
+          } else if (isDuplicateKey(error)) outcome[i] = { kind: 'unknown' };
           else outcome[i] = { kind: 'error', error };
         } else if (error !== undefined && chunk.length === 1) {
           outcome[i] = { kind: 'error', error };
@@ -458,8 +493,15 @@ export class MongoAdapter implements PersistenceAdapter {
           outcome[i] = { kind: 'ok' };
         }
       }
-      if (updateFailed || matched < updates) {
-        // Which updates matched is not in a bulkWrite's result: all of them are read.
+      if (!countsHold || inserted < inserts) {
+        // Which inserts were written is not in a bulkWrite's result: all of them are read.
+        for (const i of chunk) {
+          if (pending[i]!.plan.kind === 'insert' && outcome[i]!.kind === 'ok')
+            outcome[i] = { kind: 'unknown' };
+        }
+      }
+      if (!countsHold || updateFailed || matched < updates) {
+        // Which updates matched is not in a bulkWrite's result either.
         for (const i of chunk) {
           if (pending[i]!.plan.kind === 'insert') continue;
           if (updateFailed) outcome[i] = { kind: 'suspect' };
@@ -525,11 +567,12 @@ function planFor(state: State): Plan {
 
 /**
  * The result of a record whose write did not plainly succeed, given the stored state read afterwards; undefined
- * when it needs another round (with `entry.plan` updated).
+ * when it needs another round (with `entry.plan` updated). A record found stored under its own write id was
+ * written by this save (perhaps by an attempt whose answer was lost): its result is the stored version.
  */
 function decide(entry: Pending, state: State): SaveResult | undefined {
   if (state.kind === 'live' && state.writeId === entry.writeId) {
-    return { status: 'ok', version: newVersion(entry.plan) };
+    return { status: 'ok', version: state.version };
   }
   const expected = entry.expected;
   if (expected === undefined) {
@@ -537,16 +580,26 @@ function decide(entry: Pending, state: State): SaveResult | undefined {
     return undefined;
   }
   if (expected === 0) {
-    if (state.kind === 'live') return { status: 'conflict', currentVersion: state.version };
+    if (state.kind === 'live') return conflict(state);
     entry.plan = planFor(state);
     return undefined;
   }
-  if (state.kind !== 'live') return { status: 'conflict', currentVersion: 0 };
-  // Still at the expected version: the update never ran (a server that stopped the bulk early); send it again.
+  if (state.kind !== 'live') return { status: 'conflict', currentVersion: 0, currentWriteId: undefined };
+  // Still at the expected version: the update never ran (a server that stopped the bulk early, a command that
+  // never reached it); send it again.
   if (state.version === expected) return undefined;
   // Another writer's version. (If ours was applied and then overwritten before this read, this is reported as
   // a conflict too: the stored data is someone else's either way.)
-  return { status: 'conflict', currentVersion: state.version };
+  return conflict(state);
+}
+
+function conflict(state: { version: number; writeId?: string | undefined }): SaveResult {
+  return { status: 'conflict', currentVersion: state.version, currentWriteId: callerWriteId(state.writeId) };
+}
+
+/** A stored write id as the caller knows it: the ones the adapter made up are not reported. */
+function callerWriteId(writeId: string | undefined): string | undefined {
+  return typeof writeId === 'string' && !writeId.startsWith(INTERNAL_WRITE_ID) ? writeId : undefined;
 }
 
 async function readStates(collection: Collection<UserDocument>, keys: string[]): Promise<Map<string, State>> {
@@ -562,6 +615,29 @@ function stateOf(document: Pick<UserDocument, 'version' | 'writeId' | 'deleted'>
   if (document === null) return MISSING;
   if (document.deleted === true) return { kind: 'tombstone', version: document.version };
   return { kind: 'live', version: document.version, writeId: document.writeId };
+}
+
+/** A count from the result a `MongoBulkWriteError` carries: what the commands the server answered did. */
+function countOf(error: MongoBulkWriteError, count: 'insertedCount' | 'matchedCount'): number {
+  const value = (error.result as Partial<Record<typeof count, unknown>> | undefined)?.[count];
+  return typeof value === 'number' ? value : 0;
+}
+
+/** The per-operation errors of every command the server answered (also when a later one failed as a whole). */
+function writeErrorsOf(error: MongoBulkWriteError): { code: number; errmsg?: string; index: number }[] {
+  const fromResult = error.result?.getWriteErrors?.();
+  if (Array.isArray(fromResult) && fromResult.length > 0) return fromResult;
+  const own = error.writeErrors as unknown;
+  if (Array.isArray(own)) return own;
+  return own === undefined || own === null ? [] : [own as { code: number; errmsg?: string; index: number }];
+}
+
+function hasWriteConcernError(error: MongoBulkWriteError): boolean {
+  return (
+    error.err !== undefined ||
+    error.writeConcernError !== undefined ||
+    error.result?.getWriteConcernError?.() !== undefined
+  );
 }
 
 function writeErrorOf(writeError: { code: number; errmsg?: string; index: number }): Error {

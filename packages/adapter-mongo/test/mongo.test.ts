@@ -175,6 +175,84 @@ describe.skipIf(url === null)('MongoAdapter against a server', () => {
     });
   });
 
+  describe('write ids', () => {
+    it("stores each record's writeId with the write and reports the stored one in every conflict", async () => {
+      const users = adapter();
+      const stored = async () => (await raw(users).findOne({ _id: 'p' }))?.writeId;
+      expect(
+        await users.save([{ userId: 'p', userData: { n: 1 }, expectedVersion: 0, writeId: 'w1' }]),
+      ).toEqual([{ status: 'ok', version: 1 }]);
+      expect(await stored()).toBe('w1');
+      expect(
+        await users.save([{ userId: 'p', userData: { n: 2 }, expectedVersion: 1, writeId: 'w2' }]),
+      ).toEqual([{ status: 'ok', version: 2 }]);
+      expect(await stored()).toBe('w2');
+      expect(await users.save([{ userId: 'p', userData: { n: 3 }, writeId: 'w3.x_y-z' }])).toEqual([
+        { status: 'ok', version: 3 },
+      ]);
+      expect(await stored()).toBe('w3.x_y-z');
+
+      // A stale writer, and a second "new player": conflicts naming the stored write id; nothing is touched.
+      expect(
+        await users.save([{ userId: 'p', userData: { stale: true }, expectedVersion: 2, writeId: 'w4' }]),
+      ).toEqual([{ status: 'conflict', currentVersion: 3, currentWriteId: 'w3.x_y-z' }]);
+      expect(
+        await users.save([{ userId: 'p', userData: { stale: true }, expectedVersion: 0, writeId: 'w5' }]),
+      ).toEqual([{ status: 'conflict', currentVersion: 3, currentWriteId: 'w3.x_y-z' }]);
+      expect(await raw(users).findOne({ _id: 'p' })).toMatchObject({ data: { n: 3 }, version: 3 });
+
+      // A write without a write id stores none the caller could mistake for its own.
+      expect(await users.save([{ userId: 'p', userData: { n: 4 } }])).toEqual([{ status: 'ok', version: 4 }]);
+      const [conflict] = await users.save([{ userId: 'p', userData: {}, expectedVersion: 1, writeId: 'w6' }]);
+      expect(conflict).toEqual({ status: 'conflict', currentVersion: 4, currentWriteId: undefined });
+
+      // A deleted user: no live record, no write id.
+      await users.delete('p');
+      expect(await users.save([{ userId: 'p', userData: {}, expectedVersion: 4, writeId: 'w7' }])).toEqual([
+        { status: 'conflict', currentVersion: 0, currentWriteId: undefined },
+      ]);
+      expect(
+        await users.save([{ userId: 'p', userData: { n: 6 }, expectedVersion: 0, writeId: 'w8' }]),
+      ).toEqual([{ status: 'ok', version: 6 }]);
+      expect(await stored()).toBe('w8');
+    });
+
+    it('a record already stored under its own write id is reported written, with the stored version', async () => {
+      const users = adapter();
+      // An earlier attempt of this very write committed (as the revival of a deleted user) but its answer was lost.
+      await raw(users).insertOne({
+        _id: 'back',
+        data: { n: 1 },
+        version: 4,
+        updatedAt: new Date(),
+        writeId: 'w-1',
+      });
+      expect(
+        await users.save([
+          { userId: 'back', userData: { n: 1 }, expectedVersion: 0, writeId: 'w-1' },
+          { userId: 'other', userData: { n: 1 }, expectedVersion: 0, writeId: 'w-2' },
+        ]),
+      ).toEqual([
+        { status: 'ok', version: 4 },
+        { status: 'ok', version: 1 },
+      ]);
+      expect(await raw(users).findOne({ _id: 'back' })).toMatchObject({ version: 4, writeId: 'w-1' });
+    });
+
+    it('an invalid writeId fails its record alone', async () => {
+      const users = adapter();
+      const results = await users.save([
+        { userId: 'a', userData: {}, writeId: 'has space' },
+        { userId: 'b', userData: {}, writeId: 'x'.repeat(65) },
+        { userId: 'c', userData: {}, writeId: 'fine' },
+      ]);
+      expect(results[0]).toMatchObject({ status: 'error', error: { code: 'INVALID_OPTIONS' } });
+      expect(results[1]).toMatchObject({ status: 'error', error: { code: 'INVALID_OPTIONS' } });
+      expect(results[2]).toEqual({ status: 'ok', version: 1 });
+      expect(await raw(users).countDocuments()).toBe(1);
+    });
+  });
+
   describe('errors', () => {
     it('options are validated: collection name, exactly one of client/db/url, batch sizes', () => {
       expect(() => new MongoAdapter({ client, collection: 'bad-name' })).toThrow(
