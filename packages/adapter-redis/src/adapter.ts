@@ -1,7 +1,9 @@
 import {
   AdapterError,
+  type CageySessionsError,
   ConflictError,
   checkExpectedVersion,
+  describeUserId,
   type PersistenceAdapter,
   type PreparedRecord,
   type SaveRecord,
@@ -18,7 +20,15 @@ import calculateSlot from 'cluster-key-slot';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { checkPrefix, DEFAULT_PREFIX, encodeUserKey } from './keys.js';
 import { openClient, parsePositiveInteger, parseTtl } from './options.js';
-import { deleteScript, parseStoredValue, type Script, saveScript, scripts } from './scripts.js';
+import {
+  deleteScript,
+  FOREIGN_VALUE,
+  parseStoredValue,
+  payloadOf,
+  type Script,
+  saveScript,
+  scripts,
+} from './scripts.js';
 
 const ADAPTER_NAME = 'redis';
 const DEFAULT_MAX_BATCH_SIZE = 1000;
@@ -73,7 +83,8 @@ export interface RedisAdapterUrlOptions extends RedisAdapterCommonOptions {
 export type RedisAdapterOptions = RedisAdapterClientOptions | RedisAdapterUrlOptions;
 
 /**
- * Stores each user as one string key `<prefix><percent-encoded user key>` holding `<version>:<json>`, written
+ * Stores each user as one string key `<prefix><percent-encoded user key>` holding `<version>:<writeId>:<json>`
+ * (`<version>:<json>` for a write without a write id), written
  * by a Lua script that checks the version and writes atomically on the server. A batch is sent as one pipeline
  * per node (one pipeline on a standalone server), users of one slot grouped into shared script calls.
  */
@@ -150,7 +161,7 @@ export class RedisAdapter implements PersistenceAdapter {
     try {
       await this.#ensureScripts();
     } catch (error) {
-      throw wrapDriverError(this.name, 'setup', error);
+      throw this.#wrap('setup', error);
     }
   }
 
@@ -161,7 +172,7 @@ export class RedisAdapter implements PersistenceAdapter {
     try {
       value = await this.client.get(key);
     } catch (error) {
-      throw wrapDriverError(this.name, 'load', error);
+      throw this.#wrap('load', error);
     }
     if (value === null) return undefined;
     try {
@@ -171,7 +182,8 @@ export class RedisAdapter implements PersistenceAdapter {
     } catch (error) {
       throw new AdapterError(
         this.name,
-        `load failed: key ${JSON.stringify(key)} holds a value this adapter did not write. Remove it or use another prefix.`,
+        `load failed: the key of user ${describeUserId(userId)} (${describeKey(key)}) holds a value this ` +
+          'adapter did not write. Remove it or use another prefix.',
         { cause: error },
       );
     }
@@ -205,7 +217,7 @@ export class RedisAdapter implements PersistenceAdapter {
         reply = await run();
       }
     } catch (error) {
-      throw wrapDriverError(this.name, 'delete', error);
+      throw this.#wrap('delete', error, userId);
     }
     if (reply === 1) return true;
     if (reply === 0) return false;
@@ -222,21 +234,37 @@ export class RedisAdapter implements PersistenceAdapter {
   }
 
   #assertOpen(): void {
-    if (this.#closing !== undefined) {
-      throw new AdapterError(this.name, 'The adapter is closed; create a new one to keep using Redis.', {
-        code: 'ADAPTER_CLOSED',
-      });
+    if (this.#closing !== undefined) throw this.#closedError();
+  }
+
+  #closedError(): AdapterError {
+    return new AdapterError(this.name, 'The adapter is closed; create a new one to keep using Redis.', {
+      code: 'ADAPTER_CLOSED',
+    });
+  }
+
+  /** A driver error as an `AdapterError`; one about a value this adapter did not write names the user. */
+  #wrap(operation: string, error: unknown, userId?: UserId): CageySessionsError {
+    if (userId !== undefined && error instanceof Error && error.message.startsWith(FOREIGN_VALUE)) {
+      return new AdapterError(
+        this.name,
+        `${operation} failed: the key of user ${describeUserId(userId)} holds a value this adapter did not ` +
+          `write (${FOREIGN_VALUE}). Remove it or use another prefix.`,
+        { cause: wrapDriverError(this.name, operation, error).cause },
+      );
     }
+    return wrapDriverError(this.name, operation, error);
   }
 
   async #write(prepared: PreparedRecord[]): Promise<SaveResult[]> {
     await this.#ensureScripts();
     const keys = prepared.map((record) => this.prefix + encodeUserKey(record.key));
+    const payloads = prepared.map((record) => payloadOf(record.json, record.writeId));
     const outcomes: Outcome[] = new Array(prepared.length);
     let pending = prepared.map((_, index) => index);
     const sent = pending;
     for (let round = 1; pending.length > 0; round++) {
-      await this.#sendSaves(pending, keys, prepared, outcomes);
+      await this.#sendSaves(pending, keys, payloads, prepared, outcomes);
       if (round === MAX_SEND_ROUNDS) break;
       const retry = pending.filter((index) => isRetriable(outcomes[index]));
       if (retry.length === 0) break;
@@ -248,19 +276,25 @@ export class RedisAdapter implements PersistenceAdapter {
     if (sent.every((index) => outcomes[index] instanceof Error && !isReplyError(outcomes[index]))) {
       throw outcomes[sent[0]!];
     }
-    return prepared.map((_, index) => this.#result(outcomes[index]));
+    return prepared.map((record, index) => this.#result(record, outcomes[index]));
   }
 
   /** One record's result from its outcome. */
-  #result(outcome: Outcome | undefined): SaveResult {
+  #result(record: PreparedRecord, outcome: Outcome | undefined): SaveResult {
     if (outcome === undefined) {
       return {
         status: 'error',
-        error: new AdapterError(this.name, 'save failed: no reply for this record.'),
+        error: new AdapterError(
+          this.name,
+          `save failed: no reply for the record of user ${describeUserId(record.userId)}.`,
+        ),
       };
     }
     if (outcome instanceof Error) {
-      return { status: 'error', error: wrapDriverError(this.name, 'save', outcome) };
+      return { status: 'error', error: this.#wrap('save', outcome, record.userId) };
+    }
+    if (Array.isArray(outcome)) {
+      return { status: 'conflict', currentVersion: -outcome[0], currentWriteId: outcome[1] };
     }
     if (outcome > 0) return { status: 'ok', version: outcome };
     return { status: 'conflict', currentVersion: outcome === 0 ? 0 : -outcome };
@@ -270,6 +304,7 @@ export class RedisAdapter implements PersistenceAdapter {
   async #sendSaves(
     indexes: number[],
     keys: string[],
+    payloads: string[],
     prepared: PreparedRecord[],
     outcomes: Outcome[],
   ): Promise<void> {
@@ -285,7 +320,7 @@ export class RedisAdapter implements PersistenceAdapter {
             const record = prepared[chunk[i]!]!;
             args[chunk.length + 1 + 2 * i] =
               record.expectedVersion === undefined ? '' : String(record.expectedVersion);
-            args[chunk.length + 2 + 2 * i] = record.json;
+            args[chunk.length + 2 + 2 * i] = payloads[chunk[i]!]!;
           }
           pipeline.evalsha(saveScript.sha, chunk.length, ...args);
         }
@@ -305,9 +340,9 @@ export class RedisAdapter implements PersistenceAdapter {
               outcomes[index] = error;
               continue;
             }
-            const value = Array.isArray(reply) ? reply[i] : undefined;
+            const value: unknown = Array.isArray(reply) ? reply[i] : undefined;
             outcomes[index] =
-              value instanceof Error || typeof value === 'number'
+              value instanceof Error || typeof value === 'number' || isConflictWithWriteId(value)
                 ? value
                 : new Error('unexpected reply from the save script');
           }
@@ -401,8 +436,22 @@ export function createRedisAdapter(
   return new RedisAdapter({ ...options, url } as RedisAdapterUrlOptions);
 }
 
-/** A record's outcome: new version (> 0), minus the current version on conflict (<= 0), or its error. */
-type Outcome = number | Error;
+/**
+ * A record's outcome: new version (> 0), minus the current version on conflict (<= 0), the pair [minus the
+ * current version, its write id] on conflict with a record that has one, or its error.
+ */
+type Outcome = number | [number, string] | Error;
+
+function isConflictWithWriteId(value: unknown): value is [number, string] {
+  return (
+    Array.isArray(value) && value.length === 2 && typeof value[0] === 'number' && typeof value[1] === 'string'
+  );
+}
+
+/** A key for a message: quoted, and cut when long (a user id may take up to 512 bytes, more once encoded). */
+function describeKey(key: string): string {
+  return key.length > 100 ? `${JSON.stringify(key.slice(0, 100))}…` : JSON.stringify(key);
+}
 
 function chunk(indexes: number[], prepared: PreparedRecord[]): number[][] {
   const chunks: number[][] = [];

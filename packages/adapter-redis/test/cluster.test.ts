@@ -80,6 +80,43 @@ describe.skipIf(!url)('RedisAdapter on a 3-master Redis Cluster', () => {
     expect(await readRaw(raw, a.keyFor('taken'))).toEqual({ userData: { n: 1 }, version: 1 });
   });
 
+  it('stores write ids, reports them in conflicts and reads the layout without them, on every node', async () => {
+    const a = adapter();
+    const users = Array.from({ length: 60 }, (_, i) => `w${i}`);
+    // Half the users hold values written before write ids existed.
+    await Promise.all(
+      users
+        .filter((_, i) => i % 2 === 1)
+        .map((userId, i) => raw.set(a.keyFor(userId), `${i + 2}:{"old":${i}}`)),
+    );
+    const oldVersions = new Map(users.filter((_, i) => i % 2 === 1).map((userId, i) => [userId, i + 2]));
+    const first = await a.save(
+      users.map((userId) => ({
+        userId,
+        userData: { n: 1 },
+        expectedVersion: oldVersions.get(userId) ?? 0,
+        writeId: `first-${userId}`,
+      })),
+    );
+    expect(first).toEqual(
+      users.map((userId) => ({ status: 'ok', version: (oldVersions.get(userId) ?? 0) + 1 })),
+    );
+    const stale = await a.save(
+      users.map((userId) => ({ userId, userData: { n: 2 }, expectedVersion: 0, writeId: `stale-${userId}` })),
+    );
+    expect(stale).toStrictEqual(
+      users.map((userId) => ({
+        status: 'conflict',
+        currentVersion: (oldVersions.get(userId) ?? 0) + 1,
+        currentWriteId: `first-${userId}`,
+      })),
+    );
+    const perMaster = await keysPerMaster(a.prefix);
+    expect(perMaster.filter((count) => count > 0)).toHaveLength(3);
+    expect(await raw.get(a.keyFor('w1'))).toBe('3:first-w1:{"n":1}');
+    expect(await a.load('w1')).toEqual({ userData: { n: 1 }, version: 3 });
+  });
+
   it('reloads scripts transparently after SCRIPT FLUSH on every master', async () => {
     const a = adapter();
     await a.setup();

@@ -48,17 +48,37 @@ export function rawKey(prefix: string, userId: string | number): string {
   return prefix + encodeURIComponent(String(userId));
 }
 
-/** Reads `<version>:<json>`; undefined for a missing key or a tombstone. */
+/**
+ * Reads `<version>:<writeId>:<json>` or `<version>:<json>` (the layout, written out independently of the
+ * adapter's code); undefined for a missing key or a tombstone.
+ */
 export async function readRaw(
   client: Redis | Cluster,
   key: string,
 ): Promise<{ userData: unknown; version: number } | undefined> {
   const value = await client.get(key);
   if (value === null) return undefined;
-  const match = /^(\d+):([\s\S]*)$/.exec(value);
-  if (!match) throw new Error(`${key} does not hold a <version>:<json> value: ${value.slice(0, 40)}`);
-  if (match[2] === '') return undefined;
-  return { userData: JSON.parse(match[2]!), version: Number(match[1]) };
+  const parsed = parseRaw(value);
+  if (!parsed)
+    throw new Error(`${key} does not hold a <version>:[<writeId>:]<json> value: ${value.slice(0, 40)}`);
+  if (parsed.json === '') return undefined;
+  return { userData: JSON.parse(parsed.json), version: parsed.version };
+}
+
+/** The write id stored with a user's record; undefined when the record has none (or is missing, or a tombstone). */
+export async function rawWriteId(client: Redis | Cluster, key: string): Promise<string | undefined> {
+  const value = await client.get(key);
+  return value === null ? undefined : parseRaw(value)?.writeId;
+}
+
+function parseRaw(value: string): { version: number; writeId?: string; json: string } | undefined {
+  const match = /^(\d+):(?:([A-Za-z0-9._-]{1,64}):(?=\{))?([\s\S]*)$/.exec(value);
+  if (!match) return undefined;
+  return {
+    version: Number(match[1]),
+    ...(match[2] === undefined ? {} : { writeId: match[2] }),
+    json: match[3]!,
+  };
 }
 
 /** The raw version stored at a key, tombstones included; undefined when the key does not exist. */

@@ -2,6 +2,7 @@ import { ValidationError } from '@cagey-sessions/core';
 import { type Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisAdapter, DEFAULT_PREFIX, encodeUserKey, RedisAdapter } from '../src/index.js';
+import { parseStoredValue } from '../src/scripts.js';
 
 /** A client that never connects: these tests only construct adapters. */
 function idleClient(): Redis {
@@ -83,6 +84,35 @@ describe('ttl', () => {
 
   it.each([0, -5, Number.NaN, 'soon', '', '-1d'])('refuses %s', (ttl) => {
     expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), ttl }));
+  });
+});
+
+describe('stored values', () => {
+  it('parse with and without a write id, and tombstones as undefined', () => {
+    expect(parseStoredValue('3:{"a":1}')).toEqual({ version: 3, json: '{"a":1}', writeId: undefined });
+    expect(parseStoredValue('3:w-1.x_Y:{"a":"b:c"}')).toEqual({
+      version: 3,
+      json: '{"a":"b:c"}',
+      writeId: 'w-1.x_Y',
+    });
+    expect(parseStoredValue(`12:${'i'.repeat(64)}:{}`)).toEqual({
+      version: 12,
+      json: '{}',
+      writeId: 'i'.repeat(64),
+    });
+    expect(parseStoredValue('4:')).toBeUndefined();
+  });
+
+  it.each([
+    ['no version', '{"a":1}'],
+    ['an empty value', ''],
+    ['a version too large to be exact', '12345678901234567:{}'],
+    ['text after the version', '1:abc'],
+    ['a write id with a forbidden character', '1:w/1:{}'],
+    ['a write id longer than 64 characters', `1:${'i'.repeat(65)}:{}`],
+    ['a write id and no JSON', '1:w-1:'],
+  ])('refuse %s', (_, value) => {
+    expect(() => parseStoredValue(value)).toThrow(/layout/);
   });
 });
 

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RedisAdapter } from '../src/index.js';
 import { scripts } from '../src/scripts.js';
-import { randomPrefix, rawKey, rawVersion, readRaw, standaloneUrl } from './helpers.js';
+import { randomPrefix, rawKey, rawVersion, rawWriteId, readRaw, standaloneUrl } from './helpers.js';
 
 const url = standaloneUrl();
 
@@ -54,6 +54,130 @@ describe.skipIf(!url)('RedisAdapter on a standalone server', () => {
       expect(await a.save([{ userId: 'u', userData: { n: 3 }, expectedVersion: 0 }])).toEqual([
         { status: 'ok', version: 4 },
       ]);
+    });
+  });
+
+  describe('write ids', () => {
+    it('stores the write id with the record as "<version>:<writeId>:<json>", on inserts and overwrites', async () => {
+      const a = adapter();
+      expect(
+        await a.save([
+          { userId: 'alice', userData: { gold: 1 }, expectedVersion: 0, writeId: 'w-1' },
+          { userId: 'bob', userData: { gold: 2 }, writeId: 'node1.42_x' },
+          { userId: 'carol', userData: { gold: 3 } },
+        ]),
+      ).toEqual([
+        { status: 'ok', version: 1 },
+        { status: 'ok', version: 1 },
+        { status: 'ok', version: 1 },
+      ]);
+      expect(await raw.get(a.keyFor('alice'))).toBe('1:w-1:{"gold":1}');
+      expect(await raw.get(a.keyFor('bob'))).toBe('1:node1.42_x:{"gold":2}');
+      expect(await raw.get(a.keyFor('carol'))).toBe('1:{"gold":3}');
+      await a.save([
+        { userId: 'alice', userData: { gold: 4 }, expectedVersion: 1, writeId: 'w-2' },
+        { userId: 'bob', userData: { gold: 5 } },
+      ]);
+      // Each write replaces the stored write id; a write without one leaves none.
+      expect(await raw.get(a.keyFor('alice'))).toBe('2:w-2:{"gold":4}');
+      expect(await raw.get(a.keyFor('bob'))).toBe('2:{"gold":5}');
+      expect(await a.load('alice')).toEqual({ userData: { gold: 4 }, version: 2 });
+    });
+
+    it('a conflict reports the write id stored with the live record', async () => {
+      const a = adapter();
+      await a.save([
+        { userId: 'with', userData: { n: 1 }, writeId: 'stored-write' },
+        { userId: 'without', userData: { n: 1 } },
+      ]);
+      const results = await a.save([
+        { userId: 'with', userData: { n: 2 }, expectedVersion: 0, writeId: 'late-1' },
+        { userId: 'without', userData: { n: 2 }, expectedVersion: 5, writeId: 'late-2' },
+      ]);
+      expect(results[0]).toStrictEqual({
+        status: 'conflict',
+        currentVersion: 1,
+        currentWriteId: 'stored-write',
+      });
+      expect(results[1]).toStrictEqual({ status: 'conflict', currentVersion: 1 });
+      expect(await raw.get(a.keyFor('with'))).toBe('1:stored-write:{"n":1}');
+
+      // The stale writer's retry meets the write id of the write that won.
+      expect(
+        await a.save([{ userId: 'with', userData: { n: 3 }, expectedVersion: 1, writeId: 'w-b' }]),
+      ).toEqual([{ status: 'ok', version: 2 }]);
+      expect(
+        await a.save([{ userId: 'with', userData: { n: 4 }, expectedVersion: 1, writeId: 'w-c' }]),
+      ).toStrictEqual([{ status: 'conflict', currentVersion: 2, currentWriteId: 'w-b' }]);
+
+      // A tombstone carries no write id.
+      expect(await a.delete('with')).toBe(true);
+      expect(await raw.get(a.keyFor('with'))).toBe('3:');
+      expect(
+        await a.save([{ userId: 'with', userData: {}, expectedVersion: 2, writeId: 'w-d' }]),
+      ).toStrictEqual([{ status: 'conflict', currentVersion: 0 }]);
+    });
+
+    it('loads, overwrites and deletes values written before write ids existed ("<version>:<json>")', async () => {
+      const a = adapter();
+      await raw.set(a.keyFor('old'), '7:{"gold":70,"name":"x:y"}');
+      await raw.set(a.keyFor('old2'), '3:{"gold":30}');
+      await raw.set(a.keyFor('gone'), '4:');
+      expect(await a.load('old')).toEqual({ userData: { gold: 70, name: 'x:y' }, version: 7 });
+      expect(await a.load('gone')).toBeUndefined();
+      const results = await a.save([
+        { userId: 'old', userData: { gold: 71 }, expectedVersion: 7, writeId: 'upgrade-1' },
+        { userId: 'old2', userData: { gold: 31 }, expectedVersion: 2, writeId: 'stale' },
+        { userId: 'gone', userData: { gold: 1 }, expectedVersion: 0, writeId: 'again' },
+      ]);
+      expect(results).toStrictEqual([
+        { status: 'ok', version: 8 },
+        { status: 'conflict', currentVersion: 3 },
+        { status: 'ok', version: 5 },
+      ]);
+      expect(await raw.get(a.keyFor('old'))).toBe('8:upgrade-1:{"gold":71}');
+      expect(await raw.get(a.keyFor('old2'))).toBe('3:{"gold":30}');
+      expect(await raw.get(a.keyFor('gone'))).toBe('5:again:{"gold":1}');
+      expect(await a.delete('old2', 3)).toBe(true);
+      expect(await raw.get(a.keyFor('old2'))).toBe('4:');
+    });
+
+    it('reads a 64-character write id behind a 16-digit version (the whole head the scripts read)', async () => {
+      const a = adapter();
+      const writeId = `${'w'.repeat(62)}-9`;
+      const version = 9_007_199_254_740_990;
+      await raw.set(a.keyFor('long'), `${version}:${writeId}:{"n":1}`);
+      expect(await a.load('long')).toEqual({ userData: { n: 1 }, version });
+      expect(await a.save([{ userId: 'long', userData: { n: 2 }, expectedVersion: 1 }])).toStrictEqual([
+        { status: 'conflict', currentVersion: version, currentWriteId: writeId },
+      ]);
+      expect(
+        await a.save([{ userId: 'long', userData: { n: 2 }, expectedVersion: version, writeId: 'next' }]),
+      ).toEqual([{ status: 'ok', version: version + 1 }]);
+      expect(await rawWriteId(raw, a.keyFor('long'))).toBe('next');
+      expect(await a.delete('long', version + 1)).toBe(true);
+      expect(await rawVersion(raw, a.keyFor('long'))).toBe(version + 2);
+    });
+
+    it('refuses values that only look like the layout, without touching them', async () => {
+      const a = adapter();
+      const foreign = {
+        colonless: '12:abc',
+        longId: `1:${'a'.repeat(65)}:{}`,
+        badChar: '1:w!d:{}',
+        noJson: '1:w-1:',
+      };
+      for (const [userId, value] of Object.entries(foreign)) await raw.set(a.keyFor(userId), value);
+      const results = await a.save(
+        Object.keys(foreign).map((userId) => ({ userId, userData: {}, writeId: 'w-x' })),
+      );
+      for (const [i, [userId, value]] of Object.entries(foreign).entries()) {
+        expect(results[i]).toMatchObject({ status: 'error' });
+        expect((results[i] as { error: Error }).error.message).toContain(`user "${userId}"`);
+        expect(await raw.get(a.keyFor(userId))).toBe(value);
+        await expect(a.load(userId)).rejects.toMatchObject({ code: 'ADAPTER_ERROR' });
+        await expect(a.delete(userId)).rejects.toMatchObject({ code: 'ADAPTER_ERROR' });
+      }
     });
   });
 
