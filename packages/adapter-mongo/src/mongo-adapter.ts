@@ -5,8 +5,10 @@ import {
   checkExpectedVersion,
   checkIdentifier,
   type Duration,
+  describeUserId,
   type PersistenceAdapter,
   type PreparedRecord,
+  passwordOfUrl,
   type SaveRecord,
   type SaveResult,
   type StoredUser,
@@ -107,6 +109,7 @@ type Plan =
 interface Pending {
   /** Position in the list `write` was given. */
   slot: number;
+  userId: UserId;
   key: string;
   data: Record<string, unknown>;
   /** The caller's expectedVersion; undefined for an unconditional write. */
@@ -136,6 +139,8 @@ export class MongoAdapter implements PersistenceAdapter {
   readonly #owned: MongoClient | undefined;
   #collection: Promise<Collection<UserDocument>> | undefined;
   readonly #resolveCollection: () => Promise<Collection<UserDocument>>;
+  /** The passwords this adapter knows (URL, `clientOptions.auth`), removed from every error it raises. */
+  readonly #secrets: readonly string[];
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -158,6 +163,7 @@ export class MongoAdapter implements PersistenceAdapter {
       if (typeof options.url !== 'string' || !/^mongodb(\+srv)?:\/\//.test(options.url)) {
         throw invalidOptions('url must start with mongodb:// or mongodb+srv://.');
       }
+      this.#secrets = secretsOf(options.url, options.clientOptions);
       const connectTimeout = durationMs('connectTimeout', options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT);
       let client: MongoClient;
       try {
@@ -167,7 +173,7 @@ export class MongoAdapter implements PersistenceAdapter {
         );
       } catch (error) {
         // The driver's parse errors can quote the URL; the wrapper masks credentials in it.
-        throw wrapDriverError(NAME, 'connect', error);
+        throw wrapDriverError(NAME, 'connect', error, this.#secrets);
       }
       this.#owned = client;
       this.#resolveCollection = async () => {
@@ -178,6 +184,7 @@ export class MongoAdapter implements PersistenceAdapter {
         return client.db(database).collection<UserDocument>(name);
       };
     } else {
+      this.#secrets = [];
       if (options.connectTimeout !== undefined) {
         throw invalidOptions(
           'connectTimeout applies to the client the adapter opens from { url }; set serverSelectionTimeoutMS ' +
@@ -223,7 +230,13 @@ export class MongoAdapter implements PersistenceAdapter {
 
   save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
     if (this.#closed) return Promise.reject(closedError('save'));
-    return saveBatch(NAME, records, (prepared) => this.#write(prepared));
+    return saveBatch(NAME, records, async (prepared) => {
+      try {
+        return await this.#write(prepared);
+      } catch (error) {
+        throw this.#wrap('save', error);
+      }
+    });
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
@@ -253,7 +266,7 @@ export class MongoAdapter implements PersistenceAdapter {
     }
     throw new AdapterError(
       NAME,
-      `delete of user ${JSON.stringify(key)} kept racing concurrent writes; retry it.`,
+      `delete of user ${describeUserId(userId)} kept racing concurrent writes; retry it.`,
     );
   }
 
@@ -271,9 +284,9 @@ export class MongoAdapter implements PersistenceAdapter {
     return this.#closing;
   }
 
-  /** A driver error as an `AdapterError`. */
+  /** A driver error as an `AdapterError`, with this adapter's passwords removed from it. */
   #wrap(operation: string, error: unknown): Error {
-    return wrapDriverError(NAME, operation, error);
+    return wrapDriverError(NAME, operation, error, this.#secrets);
   }
 
   async #open(operation: string): Promise<Collection<UserDocument>> {
@@ -330,6 +343,7 @@ export class MongoAdapter implements PersistenceAdapter {
         expected === undefined || expected === 0 ? { kind: 'insert' } : { kind: 'update', from: expected };
       pending.push({
         slot,
+        userId: record.userId,
         key: record.key,
         data,
         expected,
@@ -397,7 +411,7 @@ export class MongoAdapter implements PersistenceAdapter {
         status: 'error',
         error: new AdapterError(
           NAME,
-          `save of user ${JSON.stringify(entry.key)} lost ${MAX_ROUNDS} races with concurrent writers; retry it.`,
+          `save of user ${describeUserId(entry.userId)} lost ${MAX_ROUNDS} races with concurrent writers; retry it.`,
         ),
       };
     }
@@ -651,6 +665,16 @@ function writeErrorOf(writeError: { code: number; errmsg?: string; index: number
 
 function isDuplicateKey(error: Error): boolean {
   return (error.cause as { code?: unknown } | undefined)?.code === DUPLICATE_KEY;
+}
+
+/** The passwords of a URL and of `clientOptions.auth`, for `wrapDriverError`. */
+function secretsOf(url: string, clientOptions: MongoClientOptions | undefined): string[] {
+  const secrets: string[] = [];
+  const fromUrl = passwordOfUrl(url);
+  if (fromUrl !== undefined) secrets.push(fromUrl);
+  const fromOptions = clientOptions?.auth?.password;
+  if (typeof fromOptions === 'string' && fromOptions !== '') secrets.push(fromOptions);
+  return secrets;
 }
 
 const TIMEOUT_OPTIONS = ['serverSelectionTimeoutMS', 'connectTimeoutMS'] as const;

@@ -287,6 +287,48 @@ describe.skipIf(url === null)('MongoAdapter against a server', () => {
       await users.close();
     });
 
+    it('a user who keeps losing races is named the way core names users (numbers bare, long ids cut)', async () => {
+      const collection = randomName();
+      const real = client.db(database).collection<UserDocument>(collection);
+      // A collection whose every write is overtaken by another writer: each bulkWrite bumps the stored
+      // versions first, and each delete's update matches nothing while the record stays at its version.
+      const rival = new Proxy(real, {
+        get(target, property, receiver) {
+          if (property === 'bulkWrite') {
+            return async (...args: Parameters<typeof real.bulkWrite>) => {
+              await target.updateMany({}, { $inc: { version: 1 }, $set: { writeId: 'rival' } });
+              return target.bulkWrite(...args);
+            };
+          }
+          if (property === 'updateOne') {
+            return async () => ({ acknowledged: true, matchedCount: 0, modifiedCount: 0, upsertedCount: 0 });
+          }
+          const value = Reflect.get(target, property, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const fake = { db: () => ({ collection: () => rival }) } as unknown as MongoClient;
+      const users = new MongoAdapter({ client: Promise.resolve(fake), collection });
+      const longId = `player-${'x'.repeat(200)}`;
+      await real.insertMany([
+        { _id: '12345', data: {}, version: 1, updatedAt: new Date() },
+        { _id: longId, data: {}, version: 1, updatedAt: new Date() },
+      ]);
+      const results = await users.save([
+        { userId: 12345, userData: { n: 1 } },
+        { userId: longId, userData: { n: 1 } },
+      ]);
+      const messages = results.map((result) => (result as { error?: Error }).error?.message);
+      expect(messages[0]).toBe('[mongo] save of user 12345 lost 10 races with concurrent writers; retry it.');
+      expect(messages[1]).toContain(`save of user "${longId.slice(0, 64)}"… lost 10 races`);
+      expect(messages[1]).not.toContain(longId.slice(0, 65));
+
+      const deleted = (await users
+        .delete(12345, (await real.findOne({ _id: '12345' }))!.version)
+        .catch((error: unknown) => error)) as Error;
+      expect(deleted.message).toBe('[mongo] delete of user 12345 kept racing concurrent writes; retry it.');
+    });
+
     it('a save whose bulkWrite cannot reach the server rejects as a whole', async () => {
       const users = new MongoAdapter({
         url: 'mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300',
