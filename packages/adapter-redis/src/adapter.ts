@@ -6,6 +6,7 @@ import {
   describeUserId,
   type PersistenceAdapter,
   type PreparedRecord,
+  passwordOfUrl,
   type SaveRecord,
   type SaveResult,
   type StoredUser,
@@ -99,6 +100,8 @@ export class RedisAdapter implements PersistenceAdapter {
   readonly client: Redis | Cluster;
   readonly isCluster: boolean;
   readonly #ownsClient: boolean;
+  /** Passwords the adapter knows, removed from every error it reports. */
+  readonly #secrets: (string | undefined)[];
   readonly #ttlArgument: string;
   /** Prepended by ioredis itself when the client was configured with `keyPrefix`; slots are computed with it. */
   readonly #clientKeyPrefix: string;
@@ -139,13 +142,17 @@ export class RedisAdapter implements PersistenceAdapter {
       }
       this.client = client;
       this.#ownsClient = false;
+      this.#secrets = [];
     } else {
+      // Known before the client exists, so that even a constructor error could not show it.
+      this.#secrets = [passwordOfUrl(options.url), ...passwordsOf(options.clientOptions)];
       this.client = openClient(ADAPTER_NAME, options.url, options.clientOptions);
       this.#ownsClient = true;
       // Failures reach callers through rejected operations; without a listener ioredis would also print every
       // reconnection attempt.
       this.client.on('error', () => {});
     }
+    this.#secrets.push(...passwordsOf(this.client.options), ...startupNodePasswords(this.client));
     this.isCluster = (this.client as { isCluster?: boolean }).isCluster === true;
     this.#clientKeyPrefix = this.client.options.keyPrefix ?? '';
   }
@@ -191,7 +198,13 @@ export class RedisAdapter implements PersistenceAdapter {
 
   async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
     this.#assertOpen();
-    return saveBatch(this.name, records, (prepared) => this.#write(prepared));
+    return saveBatch(this.name, records, async (prepared) => {
+      try {
+        return await this.#write(prepared);
+      } catch (error) {
+        throw this.#wrap('save', error);
+      }
+    });
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
@@ -243,17 +256,20 @@ export class RedisAdapter implements PersistenceAdapter {
     });
   }
 
-  /** A driver error as an `AdapterError`; one about a value this adapter did not write names the user. */
+  /**
+   * A driver error as an `AdapterError` without any password the adapter knows. A store error about a value
+   * this adapter did not write names the user instead of the raw key.
+   */
   #wrap(operation: string, error: unknown, userId?: UserId): CageySessionsError {
     if (userId !== undefined && error instanceof Error && error.message.startsWith(FOREIGN_VALUE)) {
       return new AdapterError(
         this.name,
         `${operation} failed: the key of user ${describeUserId(userId)} holds a value this adapter did not ` +
           `write (${FOREIGN_VALUE}). Remove it or use another prefix.`,
-        { cause: wrapDriverError(this.name, operation, error).cause },
+        { cause: wrapDriverError(this.name, operation, error, this.#secrets).cause },
       );
     }
-    return wrapDriverError(this.name, operation, error);
+    return wrapDriverError(this.name, operation, error, this.#secrets);
   }
 
   async #write(prepared: PreparedRecord[]): Promise<SaveResult[]> {
@@ -451,6 +467,28 @@ function isConflictWithWriteId(value: unknown): value is [number, string] {
 /** A key for a message: quoted, and cut when long (a user id may take up to 512 bytes, more once encoded). */
 function describeKey(key: string): string {
   return key.length > 100 ? `${JSON.stringify(key.slice(0, 100))}…` : JSON.stringify(key);
+}
+
+/** Passwords in ioredis options: the client's own, a Cluster's `redisOptions`, Sentinel's. */
+function passwordsOf(options: unknown): (string | undefined)[] {
+  if (typeof options !== 'object' || options === null) return [];
+  const { password, sentinelPassword, redisOptions } = options as {
+    password?: unknown;
+    sentinelPassword?: unknown;
+    redisOptions?: { password?: unknown };
+  };
+  return [password, sentinelPassword, redisOptions?.password].filter(
+    (value): value is string => typeof value === 'string',
+  );
+}
+
+/** Passwords given with a Cluster's startup nodes (objects with a password, or URLs). */
+function startupNodePasswords(client: Redis | Cluster): (string | undefined)[] {
+  const nodes = (client as { startupNodes?: unknown }).startupNodes;
+  if (!Array.isArray(nodes)) return [];
+  return nodes.flatMap((node: unknown) =>
+    typeof node === 'string' ? [passwordOfUrl(node)] : passwordsOf(node),
+  );
 }
 
 function chunk(indexes: number[], prepared: PreparedRecord[]): number[][] {
