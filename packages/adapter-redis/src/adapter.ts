@@ -19,8 +19,9 @@ import {
 } from '@cagey-sessions/core';
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import { ConnectionGate, closeClient } from './connection.js';
 import { checkPrefix, DEFAULT_PREFIX, encodeUserKey } from './keys.js';
-import { openClient, parsePositiveInteger, parseTtl } from './options.js';
+import { openClient, parseConnectTimeout, parsePositiveInteger, parseTtl } from './options.js';
 import {
   deleteScript,
   FOREIGN_VALUE,
@@ -41,7 +42,6 @@ const KEYS_PER_SCRIPT = 100;
 const BYTES_PER_SCRIPT = 512 * 1024;
 /** Rounds of resending records whose command never ran (NOSCRIPT, or a Cluster slot that moved). */
 const MAX_SEND_ROUNDS = 3;
-const QUIT_TIMEOUT_MS = 2000;
 
 /** Options every way of constructing the adapter shares. */
 export interface RedisAdapterCommonOptions {
@@ -66,6 +66,8 @@ export interface RedisAdapterClientOptions extends RedisAdapterCommonOptions {
   client: Redis | Cluster;
   url?: never;
   clientOptions?: never;
+  /** Only for a client the adapter opens: configure your own client's timeouts in ioredis. */
+  connectTimeout?: never;
 }
 
 /** Construct from a URL: the adapter opens the client and closes it in `close()`. */
@@ -79,6 +81,12 @@ export interface RedisAdapterUrlOptions extends RedisAdapterCommonOptions {
   client?: never;
   /** Passed to ioredis: `RedisOptions` for a `redis://` URL, `ClusterOptions` for a `redis+cluster://` URL. */
   clientOptions?: RedisOptions | ClusterOptions;
+  /**
+   * How long a call waits for a connection to Redis before it fails (a duration string for `ms`, e.g. `'5s'`,
+   * or a number of milliseconds). Also bounds a TCP connect and the silence of a server while a reply is due;
+   * the client keeps reconnecting in the background, so calls succeed again once Redis is back. Default `'5s'`.
+   */
+  connectTimeout?: string | number;
 }
 
 export type RedisAdapterOptions = RedisAdapterClientOptions | RedisAdapterUrlOptions;
@@ -99,7 +107,11 @@ export class RedisAdapter implements PersistenceAdapter {
   /** The ioredis client the adapter talks through. */
   readonly client: Redis | Cluster;
   readonly isCluster: boolean;
+  /** How long a call of an adapter-owned client waits for a connection; `undefined` for an injected client. */
+  readonly connectTimeoutMs: number | undefined;
   readonly #ownsClient: boolean;
+  /** Waits for an owned client's connection; `undefined` for an injected client, which keeps its own behaviour. */
+  readonly #gate: ConnectionGate | undefined;
   /** Passwords the adapter knows, removed from every error it reports. */
   readonly #secrets: (string | undefined)[];
   readonly #ttlArgument: string;
@@ -140,17 +152,27 @@ export class RedisAdapter implements PersistenceAdapter {
           `[${ADAPTER_NAME}] client must be an ioredis Redis or Cluster instance.`,
         );
       }
+      if (options.connectTimeout !== undefined) {
+        throw new ValidationError(
+          'INVALID_OPTIONS',
+          `[${ADAPTER_NAME}] connectTimeout applies to a client the adapter opens from a url; set ioredis' ` +
+            'connectTimeout, socketTimeout and maxRetriesPerRequest on your own client instead.',
+        );
+      }
       this.client = client;
       this.#ownsClient = false;
+      this.connectTimeoutMs = undefined;
+      this.#gate = undefined;
       this.#secrets = [];
     } else {
+      this.connectTimeoutMs = parseConnectTimeout(ADAPTER_NAME, options.connectTimeout);
       // Known before the client exists, so that even a constructor error could not show it.
       this.#secrets = [passwordOfUrl(options.url), ...passwordsOf(options.clientOptions)];
-      this.client = openClient(ADAPTER_NAME, options.url, options.clientOptions);
+      this.client = openClient(ADAPTER_NAME, options.url, options.clientOptions, this.connectTimeoutMs);
       this.#ownsClient = true;
-      // Failures reach callers through rejected operations; without a listener ioredis would also print every
-      // reconnection attempt.
-      this.client.on('error', () => {});
+      // Failures reach callers through rejected operations; the gate's error listener also keeps ioredis from
+      // printing every reconnection attempt.
+      this.#gate = new ConnectionGate(this.client, this.connectTimeoutMs);
     }
     this.#secrets.push(...passwordsOf(this.client.options), ...startupNodePasswords(this.client));
     this.isCluster = (this.client as { isCluster?: boolean }).isCluster === true;
@@ -166,6 +188,7 @@ export class RedisAdapter implements PersistenceAdapter {
   async setup(): Promise<void> {
     this.#assertOpen();
     try {
+      await this.#connected();
       await this.#ensureScripts();
     } catch (error) {
       throw this.#wrap('setup', error);
@@ -177,6 +200,7 @@ export class RedisAdapter implements PersistenceAdapter {
     const key = this.keyFor(userId);
     let value: string | null;
     try {
+      await this.#connected();
       value = await this.client.get(key);
     } catch (error) {
       throw this.#wrap('load', error);
@@ -200,6 +224,7 @@ export class RedisAdapter implements PersistenceAdapter {
     this.#assertOpen();
     return saveBatch(this.name, records, async (prepared) => {
       try {
+        await this.#connected();
         return await this.#write(prepared);
       } catch (error) {
         throw this.#wrap('save', error);
@@ -213,6 +238,7 @@ export class RedisAdapter implements PersistenceAdapter {
     const expected = checkExpectedVersion(expectedVersion);
     let reply: unknown;
     try {
+      await this.#connected();
       await this.#ensureScripts();
       const run = () =>
         this.client.evalsha(
@@ -240,9 +266,16 @@ export class RedisAdapter implements PersistenceAdapter {
     throw new AdapterError(this.name, `delete failed: unexpected reply from the delete script.`);
   }
 
-  /** Closes the client when the adapter opened it; a client passed in stays open. Idempotent. */
+  /**
+   * Closes the client when the adapter opened it; a client passed in stays open. Idempotent. A connected client
+   * finishes what is in flight (QUIT); one that is not connected is dropped at once, and calls still waiting
+   * for its connection fail with ADAPTER_CLOSED.
+   */
   close(): Promise<void> {
-    this.#closing ??= this.#ownsClient ? quit(this.client) : Promise.resolve();
+    if (this.#closing === undefined) {
+      this.#gate?.close(this.#closedError());
+      this.#closing = this.#ownsClient ? closeClient(this.client) : Promise.resolve();
+    }
     return this.#closing;
   }
 
@@ -256,6 +289,12 @@ export class RedisAdapter implements PersistenceAdapter {
     });
   }
 
+  /** Waits (at most `connectTimeout`) until an owned client is connected; at once when it is. */
+  async #connected(): Promise<void> {
+    const waiting = this.#gate?.ready();
+    if (waiting !== undefined) await waiting;
+  }
+
   /**
    * A driver error as an `AdapterError` without any password the adapter knows. A store error about a value
    * this adapter did not write names the user instead of the raw key.
@@ -267,6 +306,15 @@ export class RedisAdapter implements PersistenceAdapter {
         `${operation} failed: the key of user ${describeUserId(userId)} holds a value this adapter did not ` +
           `write (${FOREIGN_VALUE}). Remove it or use another prefix.`,
         { cause: wrapDriverError(this.name, operation, error, this.#secrets).cause },
+      );
+    }
+    if (error instanceof Error && error.name === 'MaxRetriesPerRequestError') {
+      const wrapped = wrapDriverError(this.name, operation, error, this.#secrets);
+      return new AdapterError(
+        this.name,
+        `${operation} failed: the connection to Redis was lost or could not be made before a reply arrived ` +
+          '(a write may or may not have been applied); the client keeps reconnecting.',
+        { cause: wrapped.cause },
       );
     }
     return wrapDriverError(this.name, operation, error, this.#secrets);
@@ -436,6 +484,7 @@ export function createRedisAdapter(
     client?: Redis | Cluster;
     url?: string;
     clientOptions?: RedisOptions | ClusterOptions;
+    connectTimeout?: string | number;
   } = {},
 ): RedisAdapter {
   if (options.client !== undefined || options.url !== undefined) {
@@ -515,29 +564,6 @@ async function waitForSlots(cluster: Cluster): Promise<void> {
   if (cluster.status === 'end') throw new Error('Connection is closed.');
   await cluster.pipeline().exec();
 }
-
-/**
- * QUIT lets replies still in flight arrive; a client that is not connected is simply disconnected. Resolves once
- * the client has ended, or after a bounded wait.
- */
-async function quit(client: Redis | Cluster): Promise<void> {
-  if (client.status === 'end') return;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
-  });
-  const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
-  try {
-    if (client.status === 'ready') await Promise.race([client.quit().then(noop, noop), timeout]);
-    // The status may have changed while QUIT was in flight.
-    if ((client.status as string) !== 'end') client.disconnect();
-    await Promise.race([ended, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function noop(): void {}
 
 function isIoredisClient(value: unknown): value is Redis | Cluster {
   return (

@@ -22,6 +22,33 @@ export function parseTtl(adapterName: string, ttl: unknown): number | undefined 
   );
 }
 
+/** Default of the `connectTimeout` option. */
+export const DEFAULT_CONNECT_TIMEOUT = '5s';
+/** Node's timers take at most this many milliseconds. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Parses the `connectTimeout` option (milliseconds, or a duration string for `ms`). Throws INVALID_OPTIONS. */
+export function parseConnectTimeout(adapterName: string, value: unknown): number {
+  let milliseconds = Number.NaN;
+  const given = value === undefined ? DEFAULT_CONNECT_TIMEOUT : value;
+  if (typeof given === 'number') milliseconds = Math.round(given);
+  else if (typeof given === 'string') {
+    try {
+      milliseconds = ms(given as ms.StringValue);
+    } catch {
+      // ms throws on an empty string; the error below explains the format.
+    }
+  }
+  if (Number.isSafeInteger(milliseconds) && milliseconds > 0 && milliseconds <= MAX_TIMER_MS) {
+    return milliseconds;
+  }
+  throw new ValidationError(
+    'INVALID_OPTIONS',
+    `[${adapterName}] Invalid connectTimeout ${JSON.stringify(value)?.slice(0, 40)}: use a duration string ` +
+      `such as '5s' or a positive number of milliseconds (default '${DEFAULT_CONNECT_TIMEOUT}').`,
+  );
+}
+
 /** Throws INVALID_OPTIONS unless `value` is a positive integer. */
 export function parsePositiveInteger(
   adapterName: string,
@@ -41,6 +68,20 @@ const CLUSTER_SCHEMES = new Set(['redis+cluster', 'rediss+cluster']);
 const STANDALONE_SCHEMES = new Set(['redis', 'rediss']);
 
 /**
+ * ioredis settings of a client the adapter opens, so that an unreachable server makes calls fail within
+ * `connectTimeoutMs` instead of waiting in ioredis' queues, while the client keeps reconnecting:
+ * - `connectTimeout`: a TCP connection that is not established in time is dropped and retried;
+ * - `socketTimeout`: a connection that stays silent while a reply is due (a server that accepts and never
+ *   answers, even during the handshake; a peer gone without closing) is dropped and retried;
+ * - `maxRetriesPerRequest: 0`: a command waiting for a connection, or unanswered when its connection dropped,
+ *   fails at the next failed connection attempt instead of being sent again after up to 20 of them.
+ * Settings the caller passes in `clientOptions` win.
+ */
+function connectionDefaults(connectTimeoutMs: number): RedisOptions {
+  return { connectTimeout: connectTimeoutMs, socketTimeout: connectTimeoutMs, maxRetriesPerRequest: 0 };
+}
+
+/**
  * Opens a client for a URL. `redis://` and `rediss://` give a standalone `Redis` (ioredis parses the URL);
  * `redis+cluster://[user:password@]host1:port1,host2:port2` (or `rediss+cluster://` for TLS) gives a `Cluster`
  * seeded with those nodes. Error messages never repeat the URL: it may hold a password.
@@ -49,6 +90,7 @@ export function openClient(
   adapterName: string,
   url: unknown,
   clientOptions: RedisOptions | ClusterOptions | undefined,
+  connectTimeoutMs: number,
 ): Redis | Cluster {
   const scheme =
     typeof url === 'string' ? /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase() : undefined;
@@ -57,7 +99,10 @@ export function openClient(
   }
   if (STANDALONE_SCHEMES.has(scheme)) {
     try {
-      return new Redis(url, { ...(clientOptions as RedisOptions | undefined) });
+      return new Redis(url, {
+        ...connectionDefaults(connectTimeoutMs),
+        ...(clientOptions as RedisOptions | undefined),
+      });
     } catch {
       throw invalidUrl(adapterName, 'ioredis could not parse it');
     }
@@ -66,6 +111,7 @@ export function openClient(
     const { nodes, username, password } = parseClusterUrl(adapterName, url.slice(scheme.length + 3));
     const options = { ...(clientOptions as ClusterOptions | undefined) };
     options.redisOptions = {
+      ...connectionDefaults(connectTimeoutMs),
       ...(username === undefined ? {} : { username }),
       ...(password === undefined ? {} : { password }),
       ...(scheme === 'rediss+cluster' ? { tls: {} } : {}),

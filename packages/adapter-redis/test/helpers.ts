@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { Cluster, Redis } from 'ioredis';
 import { inject } from 'vitest';
 
@@ -85,4 +86,99 @@ function parseRaw(value: string): { version: number; writeId?: string; json: str
 export async function rawVersion(client: Redis | Cluster, key: string): Promise<number | undefined> {
   const value = await client.get(key);
   return value === null ? undefined : Number(value.slice(0, value.indexOf(':')));
+}
+
+/**
+ * A TCP endpoint on 127.0.0.1 whose behaviour a test switches: `refuse` (nothing listens: connections are
+ * refused), `blackhole` (connections are accepted and never answered; they stay open) or `forward` (new
+ * connections are piped to `target`). The port stays the same throughout.
+ */
+export class Endpoint {
+  port = 0;
+  /** Connections accepted so far, in any mode. */
+  accepted = 0;
+  #mode: 'refuse' | 'blackhole' | 'forward' = 'refuse';
+  #server: Server | undefined;
+  readonly #sockets = new Set<Socket>();
+  #target: { host: string; port: number } | undefined;
+
+  static async open(mode: 'refuse' | 'blackhole'): Promise<Endpoint> {
+    const endpoint = new Endpoint();
+    // Take a free port, then release it when the endpoint starts by refusing.
+    await endpoint.#listen();
+    if (mode === 'refuse') await endpoint.#unlisten();
+    endpoint.#mode = mode;
+    return endpoint;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async refuse(): Promise<void> {
+    this.#mode = 'refuse';
+    await this.#unlisten();
+  }
+
+  async blackhole(): Promise<void> {
+    this.#mode = 'blackhole';
+    await this.#listen();
+  }
+
+  /** New connections go to `target` (`redis://host:port`); connections already black-holed stay so. */
+  async forward(target: string): Promise<void> {
+    const { hostname, port } = new URL(target);
+    this.#target = { host: hostname, port: Number(port) };
+    this.#mode = 'forward';
+    await this.#listen();
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await this.#unlisten();
+  }
+
+  async #listen(): Promise<void> {
+    if (this.#server) return;
+    const server = createServer((socket) => {
+      this.accepted++;
+      this.#sockets.add(socket);
+      socket.on('close', () => this.#sockets.delete(socket));
+      socket.on('error', () => {});
+      if (this.#mode !== 'forward' || !this.#target) return;
+      const upstream = connect(this.#target);
+      upstream.on('error', () => socket.destroy());
+      socket.on('close', () => upstream.destroy());
+      upstream.on('close', () => socket.destroy());
+      socket.pipe(upstream).pipe(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+    this.#server = server;
+  }
+
+  async #unlisten(): Promise<void> {
+    const server = this.#server;
+    if (!server) return;
+    this.#server = undefined;
+    // The port stops accepting at once; the server's close callback would wait for open connections.
+    server.close();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Milliseconds `promise` takes to settle, and how it settled. */
+export async function timed<T>(
+  promise: Promise<T>,
+): Promise<{ ms: number; value?: T; error?: unknown; rejected: boolean }> {
+  const start = performance.now();
+  try {
+    const value = await promise;
+    return { ms: performance.now() - start, value, rejected: false };
+  } catch (error) {
+    return { ms: performance.now() - start, error, rejected: true };
+  }
 }

@@ -1,5 +1,5 @@
 import { ValidationError } from '@cagey-sessions/core';
-import { type Cluster, Redis } from 'ioredis';
+import { type Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisAdapter, DEFAULT_PREFIX, encodeUserKey, RedisAdapter } from '../src/index.js';
 import { parseStoredValue } from '../src/scripts.js';
@@ -84,6 +84,70 @@ describe('ttl', () => {
 
   it.each([0, -5, Number.NaN, 'soon', '', '-1d'])('refuses %s', (ttl) => {
     expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), ttl }));
+  });
+});
+
+describe('connectTimeout', () => {
+  const opened: RedisAdapter[] = [];
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((adapter) => adapter.close()));
+  });
+
+  function owned(connectTimeout?: string | number, clientOptions: RedisOptions | ClusterOptions = {}) {
+    const adapter = new RedisAdapter({
+      url: 'redis://127.0.0.1:6390',
+      clientOptions: { lazyConnect: true, ...clientOptions },
+      ...(connectTimeout === undefined ? {} : { connectTimeout }),
+    });
+    opened.push(adapter);
+    return adapter;
+  }
+
+  it("defaults to '5s' and sets the client's connect and socket timeouts and a bounded retry count", () => {
+    const adapter = owned();
+    expect(adapter.connectTimeoutMs).toBe(5000);
+    expect((adapter.client as Redis).options).toMatchObject({
+      connectTimeout: 5000,
+      socketTimeout: 5000,
+      maxRetriesPerRequest: 0,
+    });
+  });
+
+  it('takes a duration string or a number of milliseconds', () => {
+    expect(owned('2s').connectTimeoutMs).toBe(2000);
+    expect(owned(750).connectTimeoutMs).toBe(750);
+    expect((owned('1.5s').client as Redis).options.connectTimeout).toBe(1500);
+  });
+
+  it('applies to every node of a Cluster client; clientOptions set explicitly win', async () => {
+    const cluster = new RedisAdapter({
+      url: 'redis+cluster://127.0.0.1:7000',
+      clientOptions: { lazyConnect: true, redisOptions: { socketTimeout: 60_000 } },
+      connectTimeout: '3s',
+    });
+    opened.push(cluster);
+    expect((cluster.client as Cluster).options.redisOptions).toMatchObject({
+      connectTimeout: 3000,
+      socketTimeout: 60_000,
+    });
+    expect((owned('3s', { maxRetriesPerRequest: 5 }).client as Redis).options.maxRetriesPerRequest).toBe(5);
+  });
+
+  it.each([0, -1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31, '', 'soon', '-5s', null])(
+    'refuses %s',
+    (value) => {
+      expectInvalidOptions(
+        () => new RedisAdapter({ url: 'redis://127.0.0.1:6390', connectTimeout: value as never }),
+      );
+    },
+  );
+
+  it('is refused with an injected client, whose timeouts its owner sets', () => {
+    const error = expectInvalidOptions(
+      () => new RedisAdapter({ client: idleClient(), connectTimeout: '1s' } as never),
+    );
+    expect(error.message).toContain('connectTimeout');
+    expect(new RedisAdapter({ client: idleClient() }).connectTimeoutMs).toBeUndefined();
   });
 });
 

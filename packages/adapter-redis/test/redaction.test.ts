@@ -102,4 +102,15 @@ describe('the passwords the adapter knows are removed from every error it report
       client.disconnect();
     }
   });
+
+  it('in the connection error a call reports when Redis refuses the connection', async () => {
+    const adapter = new RedisAdapter({ url: `redis://:${encoded}@127.0.0.1:1`, connectTimeout: '5s' });
+    adapters.push(adapter);
+    const waiting = adapter.load('x').catch((error: unknown) => error);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    adapter.client.emit('error', Object.assign(quotingError(), { name: 'ReplyError' }));
+    const error = await waiting;
+    expectClean(error);
+    expect((error as Error).message).toContain('Redis refused the connection');
+  });
 });

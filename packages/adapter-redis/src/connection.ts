@@ -1,0 +1,156 @@
+import type { Cluster, Redis } from 'ioredis';
+
+/** How long `close()` lets a connected client finish QUIT (replies still in flight arrive) before dropping it. */
+const QUIT_TIMEOUT_MS = 2000;
+
+/**
+ * A call found no connection to Redis within `connectTimeout`. Its `cause` is the client's last connection
+ * error, if any; the client keeps reconnecting.
+ */
+export class NotConnectedError extends Error {
+  override name = 'NotConnectedError';
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Lets calls of an adapter-owned client wait for its connection, at most `timeoutMs`, instead of queueing
+ * commands inside ioredis while Redis is unreachable (a Cluster client would keep them forever). A call that
+ * gives up has sent nothing, so nothing of it can run later. One set of listeners serves every waiting call.
+ */
+export class ConnectionGate {
+  readonly #client: Redis | Cluster;
+  readonly #timeoutMs: number;
+  readonly #waiters = new Set<Waiter>();
+  #lastError: Error | undefined;
+  #closed = false;
+
+  constructor(client: Redis | Cluster, timeoutMs: number) {
+    this.#client = client;
+    this.#timeoutMs = timeoutMs;
+    // The listener also keeps ioredis from printing every failed reconnection attempt.
+    client.on('error', (error: Error) => {
+      this.#lastError = error;
+      // A server that refuses the credentials (or the database) will refuse them again: say so at once.
+      if (isConfigurationError(error)) {
+        this.#settle(
+          new NotConnectedError(`Redis refused the connection: ${describe(error)}`, { cause: error }),
+        );
+      }
+    });
+    client.on('ready', () => {
+      this.#lastError = undefined;
+      this.#settle(undefined);
+    });
+    client.on('end', () => this.#settle(new Error('Connection is closed.')));
+  }
+
+  /** `undefined` when the client is ready (the common case costs no promise), else a wait for it. */
+  ready(): Promise<void> | undefined {
+    const status = this.#client.status;
+    if (status === 'ready') return undefined;
+    if (this.#closed || status === 'end') return Promise.reject(new Error('Connection is closed.'));
+    if (status === 'wait') this.#client.connect().catch(noop);
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#waiters.delete(waiter);
+          reject(this.#timeoutError());
+        }, this.#timeoutMs),
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+
+  /** Fails every waiting call; later ones fail at once. */
+  close(error: Error): void {
+    this.#closed = true;
+    this.#settle(error);
+  }
+
+  #settle(error: Error | undefined): void {
+    for (const waiter of this.#waiters) {
+      clearTimeout(waiter.timer);
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(error);
+    }
+    this.#waiters.clear();
+  }
+
+  #timeoutError(): NotConnectedError {
+    const last = this.#lastError;
+    return new NotConnectedError(
+      `no connection to Redis within ${this.#timeoutMs} ms (connectTimeout; the client keeps reconnecting)` +
+        (last === undefined ? '' : `; last error: ${describe(last)}`),
+      last === undefined ? undefined : { cause: last },
+    );
+  }
+}
+
+/** An error's message, with the node's error a Cluster client reports behind its own. */
+function describe(error: Error): string {
+  const lastNode = (error as { lastNodeError?: unknown }).lastNodeError;
+  return lastNode instanceof Error ? `${error.message} (${lastNode.message})` : error.message;
+}
+
+/**
+ * An error reply to the connection handshake (wrong password, unknown user, no permission, a database that does
+ * not exist): reconnecting will not help. Server states that pass (loading, busy, failover) are not.
+ */
+function isConfigurationError(error: Error): boolean {
+  const reply = (error as { lastNodeError?: unknown }).lastNodeError ?? error;
+  return (
+    reply instanceof Error &&
+    reply.name === 'ReplyError' &&
+    !/^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/.test(reply.message)
+  );
+}
+
+/**
+ * Closes a client the adapter opened. A connected client gets QUIT, so replies still in flight arrive (bounded
+ * wait); a client that is not connected (reconnecting, connecting to a server that does not answer) is dropped
+ * at once: its reconnection stops and its sockets are destroyed.
+ */
+export async function closeClient(client: Redis | Cluster): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status !== 'ready') {
+    dropClient(client);
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+  });
+  const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+  try {
+    await Promise.race([client.quit().then(noop, noop), timeout]);
+    // The status may have changed while QUIT was in flight.
+    if ((client.status as string) !== 'end') dropClient(client);
+    await Promise.race([ended, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Stops reconnecting and destroys every socket of the client now, without waiting for the server. */
+function dropClient(client: Redis | Cluster): void {
+  const connections = isCluster(client) ? client.nodes('all') : [client];
+  client.disconnect();
+  for (const connection of connections) {
+    if (connection !== client) connection.disconnect();
+    const stream = (connection as { stream?: { destroyed?: boolean; destroy(): void } }).stream;
+    if (stream && !stream.destroyed) stream.destroy();
+  }
+}
+
+function isCluster(client: Redis | Cluster): client is Cluster {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+function noop(): void {}
