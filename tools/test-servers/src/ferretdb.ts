@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ServerUnavailableError } from './availability.js';
 import { makeServerDir, removeServerDir } from './dirs.js';
-import { portTakenOnRestart, serverControls } from './lifecycle.js';
+import { oneProcess, portTakenOnRestart, serverControls } from './lifecycle.js';
 import { LOOPBACK, onFreePort, PortInUseError } from './ports.js';
 import { findExecutable, ManagedProcess, waitUntilReady } from './process.js';
 import type { RunningServer } from './types.js';
@@ -47,8 +47,8 @@ export function ferretdbBinary(): string | undefined {
  * directory, on 127.0.0.1 on a free port, without authentication, telemetry or the debug HTTP listener. The URL
  * is `mongodb://127.0.0.1:<port>/`. Resolves once the server answers `ping`.
  *
- * `restart()` stops the server and starts it again on the same port with the same data (SQLite files survive).
- * `stop()` stops it and removes the directory. Both are idempotent; the server is killed if this process exits
+ * `restart()` stops the server and starts it again on the same port with the same data (SQLite files survive,
+ * also after `kill()`). `stop()` stops it and removes the directory. Both are idempotent; the server is killed if this process exits
  * without stopping it. Throws `ServerUnavailableError` when no binary is found (build one with
  * `bash tools/test-servers/build-ferretdb.sh`).
  */
@@ -72,7 +72,7 @@ export async function startFerretDB(options: FerretDBServerOptions = {}): Promis
       dir,
       binary,
       ...serverControls('ferretdb', dir, {
-        stop: () => child.stop(timeoutMs),
+        ...oneProcess(() => child, timeoutMs),
         relaunch: async () => {
           child = await launch(port).catch(portTakenOnRestart('ferretdb', port));
         },

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ServerUnavailableError } from './availability.js';
 import { locatePostgres, type PostgresBinaries } from './binaries.js';
 import { makeServerDir, removeServerDir } from './dirs.js';
-import { portTakenOnRestart, serverControls } from './lifecycle.js';
+import { oneProcess, portTakenOnRestart, serverControls } from './lifecycle.js';
 import { canConnect, LOOPBACK, onFreePort, PortInUseError } from './ports.js';
 import { indent, ManagedProcess, type RunAs, run, waitUntilReady } from './process.js';
 import type { RunningServer } from './types.js';
@@ -48,7 +48,10 @@ const READY_LOG_LINE = 'database system is ready to accept connections';
  *
  * `restart()` is a fast shutdown and a start on the same port with the same data; `stop()` shuts down and
  * removes the directory. Both are idempotent and safe to call concurrently. The server is killed if this process
- * exits without stopping it.
+ * exits without stopping it. `kill()` SIGKILLs the postmaster and all its children (the next `restart()` runs
+ * crash recovery); with the default `synchronous_commit = off` the last acknowledged commits may be lost then, so
+ * pass `settings: { synchronous_commit: 'on' }` when they must survive. `pause()` / `resume()` SIGSTOP / SIGCONT
+ * the postmaster and all its children.
  */
 export async function startPostgres(options: PostgresServerOptions = {}): Promise<PostgresServer> {
   const located = locatePostgres();
@@ -77,7 +80,7 @@ export async function startPostgres(options: PostgresServerOptions = {}): Promis
       database: 'postgres',
       dir,
       ...serverControls('postgres', dir, {
-        stop: () => child.stop(timeoutMs),
+        ...oneProcess(() => child, timeoutMs),
         relaunch: async () => {
           child = await launch(port).catch(portTakenOnRestart('postgres', port));
         },

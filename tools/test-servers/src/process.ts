@@ -1,6 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { isGone, isStopped, processTree, signalPid, waitFor } from './signals.js';
 
 /** How many lines of a server's output are kept for a startup-failure message. */
 const KEPT_LINES = 40;
@@ -40,7 +41,11 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const child of live) child.signal(child.orphanSignal);
+    for (const child of live) {
+      child.signal(child.orphanSignal);
+      // A stopped process would keep the orphan signal pending forever.
+      child.resume();
+    }
     for (const dir of liveDirs) {
       try {
         rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
@@ -76,6 +81,7 @@ export class ManagedProcess {
   private readonly lines: string[] = [];
   private partial = '';
   private exit: ProcessExit | undefined;
+  private paused = false;
   private readonly lineListeners = new Set<(line: string) => void>();
 
   constructor(options: ManagedProcessOptions) {
@@ -152,11 +158,67 @@ export class ManagedProcess {
   /** Orderly stop; escalates to SIGKILL when the process has not exited within `timeoutMs`. */
   async stop(timeoutMs: number): Promise<void> {
     if (!this.running) return;
+    // A paused server could not act on the stop signal.
+    this.resume();
     this.signal(this.stopSignal);
     if (await settlesWithin(this.exited, timeoutMs)) return;
     this.signal('SIGKILL');
     if (!(await settlesWithin(this.exited, 5_000))) {
       throw new Error(`${this.name} (pid ${this.pid}) did not exit after SIGKILL`);
+    }
+  }
+
+  /** This process and its descendants (PostgreSQL: the postmaster, its backends and auxiliary processes). */
+  processTree(): number[] {
+    return this.running && this.pid !== undefined ? processTree(this.pid) : [];
+  }
+
+  /**
+   * SIGSTOP to this process, then (once it is stopped and so can fork no more) to every descendant, pass after
+   * pass until no new one appears. Resolves when all of them are stopped.
+   */
+  async pause(timeoutMs: number): Promise<void> {
+    const pid = this.pid;
+    if (!this.running || pid === undefined) return;
+    this.paused = true;
+    signalPid(pid, 'SIGSTOP');
+    if (!(await waitFor(() => isStopped(pid), timeoutMs))) {
+      throw new Error(`${this.name} (pid ${pid}) did not stop after SIGSTOP within ${timeoutMs} ms`);
+    }
+    const stopped = new Set([pid]);
+    for (let pass = 0; pass < 20; pass++) {
+      const fresh = processTree(pid).filter((other) => !stopped.has(other));
+      if (fresh.length === 0) break;
+      for (const other of fresh) {
+        signalPid(other, 'SIGSTOP');
+        stopped.add(other);
+      }
+    }
+    if (!(await waitFor(() => [...stopped].every(isStopped), timeoutMs))) {
+      throw new Error(`${this.name}: some of its processes did not stop within ${timeoutMs} ms`);
+    }
+  }
+
+  /** SIGCONT to this process and every descendant, when paused. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    for (const pid of this.processTree()) signalPid(pid, 'SIGCONT');
+  }
+
+  /**
+   * SIGKILL to this process and every descendant at once, no shutdown of any kind. The tree is paused first so
+   * that no process is forked or reparented while it is being killed. Resolves when every one has exited.
+   */
+  async kill(timeoutMs: number): Promise<void> {
+    if (!this.running) return;
+    await this.pause(timeoutMs);
+    const pids = this.processTree();
+    for (const pid of pids) signalPid(pid, 'SIGKILL');
+    this.paused = false;
+    const exited = await settlesWithin(this.exited, timeoutMs);
+    if (!exited || !(await waitFor(() => pids.every(isGone), timeoutMs))) {
+      throw new Error(`${this.name}: processes still running ${timeoutMs} ms after SIGKILL`);
     }
   }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ServerUnavailableError } from './availability.js';
 import { locateRedis, type RedisBinaries } from './binaries.js';
 import { makeServerDir, removeServerDir } from './dirs.js';
-import { portTakenOnRestart, serverControls } from './lifecycle.js';
+import { allProcesses, oneProcess, portTakenOnRestart, serverControls } from './lifecycle.js';
 import { freeClusterPort, LOOPBACK, onFreePort, PortInUseError } from './ports.js';
 import { delay, indent, ManagedProcess, run, waitUntilReady } from './process.js';
 import type { RunningServer } from './types.js';
@@ -14,12 +14,19 @@ export interface RedisServerOptions {
   readonly password?: string;
   /** Extra redis.conf lines, e.g. `['maxmemory 64mb']`. */
   readonly config?: readonly string[];
+  /**
+   * Persist every write before acknowledging it (`appendonly yes`, `appendfsync always`, the append-only files in
+   * the server's directory), so the data survives `kill()` + `restart()` as well as `restart()`. Default false.
+   */
+  readonly appendOnly?: boolean;
   /** Bound on each wait for the server to answer PING. Default 30 s. */
   readonly timeoutMs?: number;
 }
 
 export interface RedisServer extends RunningServer {
   readonly password: string | undefined;
+  /** Whether it was started with `appendOnly: true`. */
+  readonly appendOnly: boolean;
   /** The temporary directory (redis.conf, working directory). */
   readonly dir: string;
 }
@@ -27,21 +34,29 @@ export interface RedisServer extends RunningServer {
 /** Nothing is persisted: a test server's data lives as long as the process. */
 const BASE_CONFIG = ['bind 127.0.0.1', 'save ""', 'appendonly no', 'daemonize no', 'logfile ""'];
 
+/** `appendOnly: true`: every write reaches the disk before its reply. */
+const APPEND_ONLY_CONFIG = [
+  ...BASE_CONFIG.filter((line) => line !== 'appendonly no'),
+  'appendonly yes',
+  'appendfsync always',
+];
+
 /**
- * Starts `redis-server` on 127.0.0.1 on a free port, persistence off, working directory in a fresh temporary
- * directory. The settings go through a redis.conf in that directory (mode 0600), so a password never shows in a
- * process listing.
+ * Starts `redis-server` on 127.0.0.1 on a free port, persistence off (unless `appendOnly`), working directory in
+ * a fresh temporary directory. The settings go through a redis.conf in that directory (mode 0600), so a password
+ * never shows in a process listing.
  *
- * `restart()` stops the server and starts it again on the same port. Persistence is off, so **the data is lost**
- * on restart: use it to test reconnection, not durability. `stop()` stops it and removes the directory. Both are
- * idempotent; the server is killed if this process exits without stopping it.
+ * `restart()` stops the server and starts it again on the same port. Without `appendOnly` persistence is off, so
+ * **the data is lost** on restart: use it to test reconnection, not durability. `stop()` stops it and removes the
+ * directory. Both are idempotent; the server is killed if this process exits without stopping it.
  */
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
   const binaries = requireRedis('redis', false);
   const timeoutMs = options.timeoutMs ?? 30_000;
   const dir = makeServerDir('redis');
   try {
-    const config = [...BASE_CONFIG, ...(options.config ?? [])];
+    const appendOnly = options.appendOnly ?? false;
+    const config = [...(appendOnly ? APPEND_ONLY_CONFIG : BASE_CONFIG), ...(options.config ?? [])];
     if (options.password !== undefined) config.push(`requirepass ${quoteConfig(options.password)}`);
     const launch = (port: number) => launchRedis(binaries, dir, port, config, timeoutMs);
     const started = await onFreePort(launch);
@@ -53,9 +68,10 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
       host: LOOPBACK,
       port,
       password: options.password,
+      appendOnly,
       dir,
       ...serverControls('redis', dir, {
-        stop: () => child.stop(timeoutMs),
+        ...oneProcess(() => child, timeoutMs),
         relaunch: async () => {
           child = await launch(port).catch(portTakenOnRestart('redis', port));
         },
@@ -107,9 +123,8 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const timeoutMs = options.timeoutMs ?? 30_000;
   const dir = makeServerDir('redis-cluster');
   const children = new Map<number, ManagedProcess>();
-  const stopAll = async () => {
-    await Promise.all([...children.values()].map((child) => child.stop(timeoutMs)));
-  };
+  const nodeProcesses = allProcesses(() => children.values(), timeoutMs);
+  const stopAll = nodeProcesses.stop;
   try {
     const config = (port: number) => [
       ...BASE_CONFIG,
@@ -153,7 +168,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       nodes,
       dir,
       ...serverControls('redis cluster', dir, {
-        stop: stopAll,
+        ...nodeProcesses,
         relaunch: async () => {
           for (const port of ports) {
             children.set(port, await launch(port).catch(portTakenOnRestart('redis cluster node', port)));

@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { INSTALL_HINT, type ServerKind, serverAvailability } from '../src/index.js';
+import { processTree } from '../src/signals.js';
 
 /**
  * Whether `kind` can run here. Missing binaries skip the tests with a warning, except with CI=true, where they
@@ -28,3 +29,36 @@ export async function eventually(
 }
 
 export const dirExists = (dir: string) => existsSync(dir);
+
+/** Resolves `promise`'s outcome, or 'pending' when it has not settled within `ms`. */
+export async function settledWithin<T>(
+  promise: Promise<T>,
+  ms: number,
+): Promise<{ value: T } | { error: unknown } | 'pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'pending'>((resolve) => {
+    timer = setTimeout(() => resolve('pending'), ms);
+  });
+  try {
+    return await Promise.race([
+      promise.then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Pids of this process's descendants with `argument` on their command line (Linux /proc). */
+export function descendantsWithArgument(argument: string): number[] {
+  return processTree(process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(argument);
+    } catch {
+      return false;
+    }
+  });
+}

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canConnect, type ServerKind } from '../src/index.js';
+import { isGone } from '../src/signals.js';
 import { eventually, serverInstalled } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/start-and-leave.ts', import.meta.url));
@@ -16,7 +17,7 @@ afterEach(() => {
 });
 
 /** Runs the fixture and resolves what it reports once its server is up. */
-function startInChild(kind: ServerKind, mode: 'exit' | 'hang') {
+function startInChild(kind: ServerKind, mode: 'exit' | 'pause-exit' | 'hang') {
   // node itself with tsx's loader, not the tsx CLI, which would run the fixture in a grandchild process.
   const child = spawn(process.execPath, ['--import', 'tsx', fixture, kind, mode], {
     cwd: packageDir,
@@ -27,7 +28,7 @@ function startInChild(kind: ServerKind, mode: 'exit' | 'hang') {
   child.stderr?.on('data', (chunk) => {
     stderr += chunk;
   });
-  const reported = new Promise<{ port: number; dir: string }>((resolve, reject) => {
+  const reported = new Promise<{ port: number; dir: string; pids: number[] }>((resolve, reject) => {
     let stdout = '';
     child.stdout?.on('data', (chunk) => {
       stdout += chunk;
@@ -58,6 +59,17 @@ describe.each([
       expect(await eventually(() => !existsSync(dir))).toBe(true);
     },
   );
+
+  it.skipIf(!installed)('a normal exit while the server is paused still kills it', async () => {
+    const { child, reported } = startInChild(kind, 'pause-exit');
+    const { port, dir, pids } = await reported;
+    expect(pids.length).toBeGreaterThan(0);
+    await exited(child);
+    // Every process of the server exits, not only the one holding the port.
+    expect(await eventually(() => pids.every(isGone))).toBe(true);
+    expect(await eventually(async () => !(await canConnect(port)))).toBe(true);
+    expect(await eventually(() => !existsSync(dir))).toBe(true);
+  });
 
   it.skipIf(!installed || process.platform !== 'linux')(
     'SIGKILL of the starting process kills the server (parent-death signal)',

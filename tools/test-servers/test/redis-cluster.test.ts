@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPortFree, type RedisCluster, startRedisCluster } from '../src/index.js';
+import { canConnect, isPortFree, type RedisCluster, startRedisCluster } from '../src/index.js';
+import { isGone, processState } from '../src/signals.js';
 import { serverInstalled } from './helpers.js';
 
 function clusterClient(server: RedisCluster): Cluster {
@@ -103,6 +104,42 @@ describe.skipIf(!serverInstalled('redis-cluster'))('startRedisCluster', () => {
       cluster.disconnect();
     }
   });
+
+  it.skipIf(process.platform !== 'linux')(
+    'pause() stops every node until resume(); kill() SIGKILLs every node and restart() forms the cluster again',
+    async () => {
+      const pids = new Map<number, number>();
+      for (const { port } of server.nodes) {
+        const direct = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+        try {
+          await direct.connect();
+          pids.set(port, Number((await direct.info('server')).match(/process_id:(\d+)/)?.[1]));
+        } finally {
+          direct.disconnect();
+        }
+      }
+      await server.pause();
+      try {
+        expect([...pids.values()].map(processState)).toEqual(['T', 'T', 'T']);
+      } finally {
+        await server.resume();
+      }
+      expect([...pids.values()].some((pid) => processState(pid) === 'T')).toBe(false);
+
+      await server.kill();
+      expect([...pids.values()].every(isGone)).toBe(true);
+      for (const { port } of server.nodes) expect(await canConnect(port)).toBe(false);
+      await server.restart();
+      const keys = await keyPerMaster(server);
+      const cluster = clusterClient(server);
+      try {
+        for (const key of keys.values()) await cluster.set(key, 'after-kill');
+        for (const key of keys.values()) expect(await cluster.get(key)).toBe('after-kill');
+      } finally {
+        cluster.disconnect();
+      }
+    },
+  );
 });
 
 describe.skipIf(!serverInstalled('redis-cluster'))('startRedisCluster: options and stop()', () => {

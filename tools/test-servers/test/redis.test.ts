@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { canConnect, isPortFree, type RedisServer, startRedis } from '../src/index.js';
-import { serverInstalled } from './helpers.js';
+import { isGone, processState } from '../src/signals.js';
+import { serverInstalled, settledWithin } from './helpers.js';
 
 /**
  * A client that fails fast instead of retrying forever, so a broken server fails the test, not its timeout.
@@ -130,5 +131,97 @@ describe.skipIf(!serverInstalled('redis'))('startRedis: stop()', () => {
     await expect(startRedis({ config: ['maxmemory lots'] })).rejects.toThrow(
       /exited during startup[\s\S]*maxmemory/,
     );
+  });
+});
+
+describe.skipIf(!serverInstalled('redis'))('startRedis: kill(), pause(), resume() and appendOnly', () => {
+  const servers: RedisServer[] = [];
+  const clients: Redis[] = [];
+
+  async function start(options: { appendOnly?: boolean } = {}): Promise<RedisServer> {
+    const server = await startRedis(options);
+    servers.push(server);
+    return server;
+  }
+
+  /** A connected client that fails its commands fast instead of retrying. */
+  async function connected(url: string): Promise<Redis> {
+    const redis = client(url);
+    clients.push(redis);
+    await redis.connect();
+    return redis;
+  }
+
+  afterEach(async () => {
+    for (const redis of clients.splice(0)) redis.disconnect();
+    await Promise.all(servers.splice(0).map((server) => server.stop()));
+  });
+
+  it('appendOnly: true writes every command to the append-only file before replying', async () => {
+    const server = await start({ appendOnly: true });
+    expect(server.appendOnly).toBe(true);
+    const redis = await connected(server.url);
+    expect(await redis.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    expect(await redis.config('GET', 'appendfsync')).toEqual(['appendfsync', 'always']);
+    expect(await redis.config('GET', 'dir')).toEqual(['dir', server.dir]);
+  });
+
+  it('appendOnly: a key written just before kill() is there after restart()', async () => {
+    const server = await start({ appendOnly: true });
+    const redis = await connected(server.url);
+    const pid = Number((await redis.info('server')).match(/process_id:(\d+)/)?.[1]);
+    await redis.set('survivor', 'still here');
+    await server.kill();
+    expect(isGone(pid)).toBe(true);
+    expect(await canConnect(server.port)).toBe(false);
+    await expect(redis.get('survivor')).rejects.toThrow();
+
+    await server.restart();
+    const after = await connected(server.url);
+    expect(await after.get('survivor')).toBe('still here');
+  });
+
+  it('without appendOnly the data is gone after kill() and restart()', async () => {
+    const server = await start();
+    expect(server.appendOnly).toBe(false);
+    await (await connected(server.url)).set('lost', 'soon');
+    await server.kill();
+    await server.restart();
+    expect(await (await connected(server.url)).get('lost')).toBeNull();
+  });
+
+  it.skipIf(process.platform !== 'linux')(
+    'pause() stops the server: a command hangs until resume(), then completes',
+    async () => {
+      const server = await start();
+      const redis = await connected(server.url);
+      const pid = Number((await redis.info('server')).match(/process_id:(\d+)/)?.[1]);
+      await server.pause();
+      try {
+        expect(processState(pid)).toBe('T');
+        const pending = redis.set('paused', 'later');
+        expect(await settledWithin(pending, 500)).toBe('pending');
+        await server.resume();
+        expect(await settledWithin(pending, 5_000)).toEqual({ value: 'OK' });
+      } finally {
+        await server.resume();
+      }
+      expect(processState(pid)).not.toBe('T');
+      expect(await redis.get('paused')).toBe('later');
+    },
+  );
+
+  it('kill() of a paused server works; stop() of a paused server is prompt', async () => {
+    const server = await start();
+    await server.pause();
+    await server.kill();
+    expect(await canConnect(server.port)).toBe(false);
+    await server.restart();
+    expect(await (await connected(server.url)).ping()).toBe('PONG');
+    await server.pause();
+    const started = Date.now();
+    await server.stop();
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(existsSync(server.dir)).toBe(false);
   });
 });
