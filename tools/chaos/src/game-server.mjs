@@ -1,0 +1,418 @@
+/**
+ * A small game server, written the way a user of the library writes one: plain JavaScript, the packages as
+ * installed (`@cagey-sessions/core` and an adapter, resolved to their built `dist`), and the README's SIGTERM
+ * handler. The chaos runner starts it with `fork()` and drives it over the IPC channel:
+ *
+ *   parent -> child  { id, cmd, ...args }
+ *   child -> parent  { id, ok: true, result } | { id, ok: false, error: { name, code, message } }
+ *                    { event: 'ready', pid }
+ *
+ * Every log line (the library's and the game's) is one JSON object on stdout, so the parent can check what was
+ * logged. Configuration comes as JSON in the CHAOS_GAME_CONFIG environment variable.
+ *
+ * Player data is `{ counter, log }`: each change adds 1 to `counter` and appends a token unique to this process
+ * (`<node>:<sequence>`) to `log`, so the parent can tell from the stored data which changes it holds.
+ */
+import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { ConflictError, create } from '@cagey-sessions/core';
+
+const config = JSON.parse(process.env.CHAOS_GAME_CONFIG ?? '{}');
+const node = String(config.node ?? 'game');
+/** How often the game loop ticks; its lateness is the stall figure. */
+const TICK_MS = 5;
+
+// ---------------------------------------------------------------------------------------------------- logging
+
+function serialise(value, depth = 0) {
+  if (value instanceof Error) {
+    const out = { name: value.name, message: value.message };
+    if (value.code !== undefined) out.code = value.code;
+    if (Array.isArray(value.unsaved)) {
+      out.unsaved = value.unsaved.map((u) => ({
+        userId: u.userId,
+        maybeStored: u.maybeStored,
+        error: u.error?.code ?? u.error?.message,
+      }));
+    }
+    if (value.cause !== undefined && depth < 2) out.cause = serialise(value.cause, depth + 1);
+    return out;
+  }
+  if (Array.isArray(value)) return depth > 4 ? '[array]' : value.map((v) => serialise(v, depth + 1));
+  if (value !== null && typeof value === 'object') {
+    if (depth > 4) return '[object]';
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, serialise(v, depth + 1)]));
+  }
+  if (typeof value === 'bigint') return String(value);
+  return value;
+}
+
+function write(level, args) {
+  let fields = {};
+  let msg = '';
+  for (const arg of args) {
+    if (typeof arg === 'string') msg = msg === '' ? arg : `${msg} ${arg}`;
+    else if (arg instanceof Error) fields.err = serialise(arg);
+    else if (arg !== null && typeof arg === 'object') fields = { ...fields, ...serialise(arg) };
+    else if (arg !== undefined) msg = `${msg} ${String(arg)}`;
+  }
+  // Pipes are written synchronously on Linux: a line logged just before exit is not lost.
+  process.stdout.write(`${JSON.stringify({ t: Date.now(), level, node, ...fields, msg })}\n`);
+}
+
+const log = {
+  debug: () => {},
+  info: (...args) => write('info', args),
+  warn: (...args) => write('warn', args),
+  error: (...args) => write('error', args),
+};
+
+// ---------------------------------------------------------------------------------------------------- game loop
+
+/**
+ * The loop's lateness per tick, and how much of it the process spent on the CPU. A tick late by 150 ms during
+ * which the process used 3 ms of CPU was not blocked by this process: the machine did not run it (other
+ * processes on the same 2 cores). `maxBusyStallMs` is the longest lateness this process's own work can
+ * account for: min(lateness, CPU time the process used during that tick).
+ */
+let maxStallMs = 0;
+let maxBusyStallMs = 0;
+let loadAtMaxStall;
+let lastTick = performance.now();
+let lastCpu = process.cpuUsage();
+const gameLoop = setInterval(() => {
+  const now = performance.now();
+  const cpu = process.cpuUsage();
+  const late = now - lastTick - TICK_MS;
+  const cpuMs = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000;
+  if (late > maxStallMs) {
+    maxStallMs = late;
+    loadAtMaxStall = loadavg()[0];
+  }
+  maxBusyStallMs = Math.max(maxBusyStallMs, Math.min(late, cpuMs));
+  lastTick = now;
+  lastCpu = cpu;
+}, TICK_MS);
+// The game loop never keeps the process alive: at shutdown only the library's pending work may.
+gameLoop.unref();
+
+// A run that goes wrong must not leave this process behind.
+setTimeout(() => {
+  log.error({ lifetimeMs: config.lifetimeMs }, 'game server: lifetime exceeded, exiting');
+  process.exit(3);
+}, config.lifetimeMs ?? 300_000).unref();
+
+// ---------------------------------------------------------------------------------------------------- store
+
+async function openAdapter() {
+  const namespace = config.namespace;
+  switch (config.store) {
+    case 'postgres': {
+      const { PostgresAdapter } = await import('@cagey-sessions/adapter-postgres');
+      const adapter = new PostgresAdapter({ url: config.url, table: `chaos_${namespace}`, pool: { max: 6 } });
+      await adapter.setup();
+      return adapter;
+    }
+    case 'redis': {
+      const { RedisAdapter } = await import('@cagey-sessions/adapter-redis');
+      const adapter = new RedisAdapter({ url: config.url, prefix: `chaos:${namespace}:` });
+      await adapter.setup?.();
+      return adapter;
+    }
+    case 'mongo': {
+      const { MongoAdapter } = await import('@cagey-sessions/adapter-mongo');
+      // FerretDB 1.x: one bulkWrite holds at most 50 updates (see the adapter's README).
+      const adapter = new MongoAdapter({
+        url: config.url,
+        collection: `chaos_${namespace}`,
+        maxUpdatesPerBulkWrite: 50,
+      });
+      await adapter.setup();
+      return adapter;
+    }
+    default:
+      throw new Error(`unknown store ${config.store}`);
+  }
+}
+
+const adapter = await openAdapter();
+const manager = create({ log, adapter }, { userData: { persistence: config.persistence ?? {} } });
+
+// ---------------------------------------------------------------------------------------------------- players
+
+/** userId -> live session on this node. */
+const sessions = new Map();
+/** userId -> tail of the promise chain that runs this user's operations one at a time. */
+const chains = new Map();
+let sequence = 0;
+const counters = {
+  conflicts: 0,
+  reloads: 0,
+  reloadFailures: 0,
+  maxReloadMs: 0,
+  persistErrors: 0,
+  reloadsOnLogin: 0,
+};
+
+function withUser(userId, operation) {
+  const previous = chains.get(userId) ?? Promise.resolve();
+  const next = previous.then(operation, operation);
+  const tail = next.catch(() => {});
+  chains.set(userId, tail);
+  tail.then(() => {
+    if (chains.get(userId) === tail) chains.delete(userId);
+  });
+  return next;
+}
+
+function mutate(data) {
+  sequence++;
+  data.counter = (data.counter ?? 0) + 1;
+  const token = `${node}:${sequence}`;
+  data.log ??= [];
+  data.log.push(token);
+  return token;
+}
+
+function sessionOf(userId) {
+  const session = sessions.get(userId);
+  if (session === undefined) {
+    const error = new Error(`user ${userId} is not logged in on ${node}`);
+    error.code = 'NOT_LOGGED_IN';
+    throw error;
+  }
+  return session;
+}
+
+/** After a conflict: reload the newest data from the store; `since` is when the conflict was seen. */
+async function reloadAfterConflict(userId, session, since) {
+  if (session.isDestroyed || sessions.get(userId) !== session) return;
+  try {
+    await session.reload();
+    counters.reloads++;
+    counters.maxReloadMs = Math.max(counters.maxReloadMs, performance.now() - since);
+    log.info({ userId, counter: session.userData?.counter, version: session.version }, 'game: reloaded');
+  } catch (error) {
+    counters.reloadFailures++;
+    log.error({ userId, err: error }, 'game: reload after a conflict failed');
+  }
+}
+
+async function login(userId) {
+  const existing = sessions.get(userId);
+  if (existing !== undefined) {
+    // The player was moved to another node without logging out here: what this node holds is stale, the
+    // store is the truth.
+    await existing.reload();
+    counters.reloadsOnLogin++;
+    return { counter: existing.userData.counter ?? 0, log: existing.userData.log ?? [] };
+  }
+  const session = await manager.create();
+  try {
+    await session.start();
+    session.on('persistError', () => {
+      counters.persistErrors++;
+    });
+    session.on('conflict', (error) => {
+      const since = performance.now();
+      counters.conflicts++;
+      log.warn(
+        { userId, expectedVersion: error.expectedVersion, currentVersion: error.currentVersion },
+        'game: conflict',
+      );
+      if (config.onConflict === 'reload') withUser(userId, () => reloadAfterConflict(userId, session, since));
+    });
+    const data = await session.identify(userId, { defaults: { counter: 0, log: [] } });
+    sessions.set(userId, session);
+    return { counter: data.counter ?? 0, log: data.log ?? [] };
+  } catch (error) {
+    await session.destroy(false).catch(() => {});
+    throw error;
+  }
+}
+
+/** Runs `operation` over `items`, `limit` at a time; resolves with the outcomes in order. */
+async function pool(items, limit, operation) {
+  const outcomes = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      try {
+        outcomes[index] = { ok: true, value: await operation(items[index]) };
+      } catch (error) {
+        outcomes[index] = { ok: false, error: serialise(error) };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return outcomes;
+}
+
+function stalls() {
+  return { maxStallMs, maxBusyStallMs, loadAtMaxStall };
+}
+
+const commands = {
+  /** Logs players in (identify: loads stored data and version). Result: counters of those logged in, failures. */
+  async login({ users, concurrency = 16, withLog = false }) {
+    const outcomes = await pool(users, concurrency, (userId) => withUser(userId, () => login(userId)));
+    const loaded = {};
+    const failed = {};
+    outcomes.forEach((outcome, index) => {
+      const userId = users[index];
+      if (outcome.ok) loaded[userId] = withLog ? outcome.value : outcome.value.counter;
+      else failed[userId] = outcome.error;
+    });
+    return { loaded, failed };
+  },
+
+  /** Changes players' data in memory (written later: interval, flush, logout, shutdown). */
+  async mutate({ users, all = false, times = 1 }) {
+    const ids = all ? [...sessions.keys()] : users;
+    const result = {};
+    for (const userId of ids) {
+      const session = sessions.get(userId);
+      if (session === undefined) continue;
+      for (let i = 0; i < times; i++) mutate(session.userData);
+      result[userId] = session.userData.counter;
+    }
+    return all ? { count: ids.length, counters: result } : { counters: result };
+  },
+
+  /** A purchase: change the data, then `persistNow()`; the reply (the acknowledgement) comes only once stored. */
+  purchase({ userId }) {
+    return withUser(userId, async () => {
+      const session = sessionOf(userId);
+      const token = mutate(session.userData);
+      const counter = session.userData.counter;
+      const started = performance.now();
+      await session.persistNow();
+      return { counter, token, ms: performance.now() - started };
+    });
+  },
+
+  /** Logout: `session.destroy(persist)`. Result: the data at logout and whether its final write failed. */
+  logout({ userId, persist = true }) {
+    return withUser(userId, async () => {
+      const session = sessionOf(userId);
+      let failed = false;
+      const onFail = () => {
+        failed = true;
+      };
+      session.on('persistError', onFail);
+      session.on('conflict', onFail);
+      const data = session.userData;
+      sessions.delete(userId);
+      await session.destroy(persist);
+      return { counter: data.counter ?? 0, log: data.log ?? [], failed };
+    });
+  },
+
+  /**
+   * The last logout of a player at the end of a run: store the data (after a conflict, reload and store again,
+   * at most 3 times), then log out. Result: the data at logout, whether it was stored.
+   */
+  finalLogout({ userId }) {
+    return withUser(userId, async () => {
+      const session = sessionOf(userId);
+      let stored = false;
+      for (let attempt = 0; attempt < 3 && !stored; attempt++) {
+        try {
+          await session.persistNow();
+          stored = true;
+        } catch (error) {
+          if (!(error instanceof ConflictError)) throw error;
+          await session.reload();
+          counters.reloads++;
+        }
+      }
+      const data = session.userData;
+      sessions.delete(userId);
+      await session.destroy(true);
+      return { counter: data.counter ?? 0, log: data.log ?? [], stored };
+    });
+  },
+
+  /** `manager.persistAllUserData()`. Result: how long it took; the unsaved users when it rejected. */
+  async flush() {
+    const started = performance.now();
+    try {
+      await manager.persistAllUserData();
+      return { ok: true, ms: performance.now() - started };
+    } catch (error) {
+      return { ok: false, ms: performance.now() - started, error: serialise(error) };
+    }
+  },
+
+  /** The data this node holds: counters of every player, or counter and log of the given ones. */
+  data({ users }) {
+    if (users === undefined) {
+      return Object.fromEntries([...sessions].map(([userId, s]) => [userId, s.userData.counter ?? 0]));
+    }
+    const out = {};
+    for (const userId of users) {
+      const session = sessions.get(userId);
+      if (session !== undefined)
+        out[userId] = { counter: session.userData.counter, log: session.userData.log };
+    }
+    return out;
+  },
+
+  stats() {
+    return { ...manager.stats(), ...counters, ...stalls(), loggedIn: sessions.size };
+  },
+
+  resetStall() {
+    maxStallMs = 0;
+    maxBusyStallMs = 0;
+    loadAtMaxStall = undefined;
+    return {};
+  },
+};
+
+process.on('message', async (message) => {
+  const { id, cmd } = message ?? {};
+  const handler = commands[cmd];
+  let reply;
+  try {
+    if (handler === undefined) throw new Error(`unknown command ${cmd}`);
+    reply = { id, ok: true, result: await handler(message) };
+  } catch (error) {
+    reply = { id, ok: false, error: serialise(error) };
+  }
+  if (process.connected) process.send(reply);
+});
+
+// The runner went away without stopping this process: exit rather than linger.
+let shuttingDown = false;
+process.on('disconnect', () => {
+  if (!shuttingDown) {
+    log.error('game server: the parent disconnected; exiting');
+    process.exit(4);
+  }
+});
+
+// The README's shutdown: flush everything, report who was not saved, close the adapter.
+process.on('SIGTERM', async () => {
+  shuttingDown = true;
+  // The runner's IPC channel must not keep this process alive: only the library's pending work may.
+  process.channel?.unref();
+  log.info({ sessions: sessions.size }, 'game server: SIGTERM, shutting down');
+  try {
+    await manager.destroy();
+    log.info({ ...counters, ...stalls() }, 'game server: every player stored');
+  } catch (error) {
+    log.error(
+      { err: error, unsaved: error.unsaved?.map((u) => u.userId), ...counters, ...stalls() },
+      'game server: shutdown incomplete',
+    );
+    // Unhandled: the process exits with code 1.
+    throw error;
+  } finally {
+    await adapter.close();
+  }
+});
+
+log.info({ store: config.store, pid: process.pid }, 'game server: ready');
+process.send?.({ event: 'ready', pid: process.pid });
