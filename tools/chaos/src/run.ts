@@ -31,6 +31,8 @@ const SCENARIOS: readonly Scenario[] = [
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 /** The packages the game server imports as a user would: from their built `dist`. */
 const BUILT_PACKAGES = ['core', 'adapter-postgres', 'adapter-redis', 'adapter-mongo'];
+/** No scenario starts after this long; each one has its own limit too. */
+const SUITE_LIMIT_MS = 10 * 60_000;
 const BUILD_COMMAND = 'pnpm -r --filter "./packages/*" build';
 const COLUMNS = [
   'result',
@@ -146,10 +148,15 @@ function table(results: readonly ScenarioResult[]): string {
 /** Stores that could not be brought back after a scenario: their later scenarios fail at once. */
 const broken = new Set<Store>();
 
-async function runEntry(entry: Entry, store: Store, verbose: boolean): Promise<ScenarioResult> {
-  const { scenario } = entry;
-  const result: ScenarioResult = {
-    scenario: scenario.name,
+function notRun(entry: Entry, store: Store, reason: string): ScenarioResult {
+  const result = emptyResult(entry, store);
+  result.failures.push(reason);
+  return result;
+}
+
+function emptyResult(entry: Entry, store: Store): ScenarioResult {
+  return {
+    scenario: entry.scenario.name,
     store: store.label,
     lost: null,
     stale: null,
@@ -162,6 +169,11 @@ async function runEntry(entry: Entry, store: Store, verbose: boolean): Promise<S
     failures: [],
     durationMs: 0,
   };
+}
+
+async function runEntry(entry: Entry, store: Store, verbose: boolean): Promise<ScenarioResult> {
+  const { scenario } = entry;
+  const result = emptyResult(entry, store);
   const cleanups: (() => Promise<void> | void)[] = [];
   const id = Math.random().toString(36).slice(2, 8);
   const namespace = `${scenario.name.replace(/-/g, '_')}_${id}`;
@@ -182,11 +194,13 @@ async function runEntry(entry: Entry, store: Store, verbose: boolean): Promise<S
     return result;
   }
   let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
   try {
     const limit = new Promise<'limit'>((resolve) => {
       timer = setTimeout(() => resolve('limit'), scenario.limitMs);
     });
-    const outcome = await Promise.race([scenario.run(context, result).then(() => 'done' as const), limit]);
+    running = scenario.run(context, result);
+    const outcome = await Promise.race([running.then(() => 'done' as const), limit]);
     if (outcome === 'limit') result.failures.push(`time limit of ${scenario.limitMs / 1000} s exceeded`);
   } catch (error) {
     result.failures.push(
@@ -201,6 +215,9 @@ async function runEntry(entry: Entry, store: Store, verbose: boolean): Promise<S
         result.notes.push(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
+    // A scenario stopped by its time limit must not touch the store during the next one: with its game
+    // servers killed and its proxy closed it ends quickly; wait for that (bounded).
+    await Promise.race([running?.catch(() => {}), sleep(30_000)]);
     result.durationMs = performance.now() - started;
   }
   if (!(await ensureHealthy(store, result))) broken.add(store);
@@ -287,7 +304,10 @@ async function main(): Promise<number> {
     for (const entry of entries) {
       const store = stores.get(entry.kind);
       if (store === undefined) continue;
-      const result = await runEntry(entry, store, verbose);
+      const result =
+        performance.now() - suiteStarted < SUITE_LIMIT_MS
+          ? await runEntry(entry, store, verbose)
+          : notRun(entry, store, `not run: the suite's ${SUITE_LIMIT_MS / 60_000} minute limit was reached`);
       results.push(result);
       console.log(cells(result).join(' | '));
       for (const failure of result.failures) console.log(`    FAILED: ${failure}`);

@@ -102,7 +102,7 @@ export function locationOf(kind: StoreKind, namespace: string): string {
   return `chaos_${namespace}`;
 }
 
-/** Reads every live player of `namespace` with the raw driver. Bounded: 20 s. */
+/** Reads every live player of `namespace` with the raw driver. Bounded: 10 s. */
 export async function readPlayers(store: Store, namespace: string): Promise<Map<string, StoredPlayer>> {
   const read =
     store.kind === 'postgres'
@@ -112,7 +112,7 @@ export async function readPlayers(store: Store, namespace: string): Promise<Map<
         : readMongo(urlOf(store, namespace), locationOf('mongo', namespace));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`reading ${store.label} took over 20 s`)), 20_000);
+    timer = setTimeout(() => reject(new Error(`reading ${store.label} took over 10 s`)), 10_000);
   });
   try {
     return await Promise.race([read, timeout]);
