@@ -32,12 +32,14 @@ export interface PreparedRecord {
  * the valid ones to `write`, and merges the results back into the caller's order. A user who appears again in
  * the batch is refused after their first record (DUPLICATE_KEY), so `write` sees each key at most once and
  * no store has to decide which of two writes wins. `write` must resolve one result per record it was given, in
- * order; a driver error it throws is wrapped as an `AdapterError`.
+ * order; a driver error it throws is wrapped as an `AdapterError`, cleaned of `options.secrets` (the
+ * adapter's passwords, see `wrapDriverError`).
  */
 export async function saveBatch(
   adapterName: string,
   records: readonly SaveRecord[],
   write: (prepared: PreparedRecord[]) => Promise<SaveResult[]>,
+  options: { secrets?: readonly (string | undefined)[] } = {},
 ): Promise<SaveResult[]> {
   const results: SaveResult[] = new Array(records.length);
   const prepared: PreparedRecord[] = [];
@@ -62,7 +64,7 @@ export async function saveBatch(
     try {
       written = await write(prepared);
     } catch (error) {
-      throw wrapDriverError(adapterName, 'save', error);
+      throw wrapDriverError(adapterName, 'save', error, options.secrets);
     }
     if (!Array.isArray(written) || written.length !== prepared.length) {
       throw new PersistenceError(
@@ -128,7 +130,9 @@ export function redactCredentials(text: string): string {
 /** The password of a connection URL (percent-decoded), if it has one; for `wrapDriverError`'s `secrets`. */
 export function passwordOfUrl(url: string | undefined): string | undefined {
   if (url === undefined) return undefined;
-  const match = /^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:([^/@\s]*)@/i.exec(url);
+  // The user name ends at the first colon; the password runs to the last @ of the authority (an unencoded
+  // `:` or `@` in a password is malformed, but drivers accept it, so it must be masked all the same).
+  const match = /^[a-z][a-z0-9+.-]*:\/\/[^/:@\s]*:([^/\s]*)@[^/@\s]*(?:[/?#]|$)/i.exec(url);
   if (match === null || match[1] === '') return undefined;
   try {
     return decodeURIComponent(match[1]!);

@@ -90,7 +90,7 @@ export class KeepAlive {
  * flush or a shutdown over thousands of users must not hold the event loop for longer than a slice.
  */
 export class Pacer {
-  static readonly SLICE_MS = 4;
+  static readonly SLICE_MS = 2;
   #since = performance.now();
 
   /** Resolves at once within a slice (after one microtask), else after the event loop turned. */

@@ -187,6 +187,7 @@ export class PersistencePipeline<Owner> {
     const pace = new Pacer();
     for (const state of this.#candidates(explicit)) {
       await pace.yieldIfDue();
+      if (state === undefined) continue;
       const pending = state.write;
       if (state.dropped) continue;
       if (pending.conflict !== undefined) {
@@ -273,24 +274,27 @@ export class PersistencePipeline<Owner> {
   }
 
   /**
-   * The users a flush looks at, least recently persisted first. In explicit dirty tracking an interval flush
-   * looks only at the marked users, so it costs what the changed users cost; an explicit flush also looks at
-   * users with a failure or a write pending. Otherwise every user: those never written first, then the rest
-   * in the order of the users map, which is kept in order of last write (no sort of every user).
+   * The users a flush looks at, least recently persisted first, as a lazy sequence so that the flush's
+   * pacing covers the selection too. In explicit dirty tracking an interval flush looks only at the marked
+   * users, so it costs what the changed users cost; an explicit flush also at users with a failure or a write
+   * pending. Otherwise every user: those never written first, then the rest in the order of the users map,
+   * which is kept in order of last write (no sort of every user). Yields `undefined` for users it passes over,
+   * so that the caller can pace long stretches of skipping too.
    */
-  #candidates(explicit: boolean): UserState<Owner>[] {
-    const explicitTracking = this.#dirty.mode === 'explicit';
-    if (explicitTracking && !explicit) {
-      return [...this.#dirty.marked()].sort((a, b) => a.write.lastPersistedAt - b.write.lastPersistedAt);
+  *#candidates(explicit: boolean): Generator<UserState<Owner> | undefined> {
+    const marked = this.#dirty.marked();
+    if (this.#dirty.mode === 'explicit' && !explicit) {
+      yield* [...marked].sort((a, b) => a.write.lastPersistedAt - b.write.lastPersistedAt);
+      return;
     }
-    let users = [...this.#users.values()];
-    if (explicitTracking) {
-      const marked = this.#dirty.marked();
-      users = users.filter((state) => marked.has(state) || !this.#queue.isIdle(state));
+    const users = [...this.#users.values()];
+    const wanted = (state: UserState<Owner>) =>
+      this.#dirty.mode === 'snapshot' || marked.has(state) || !this.#queue.isIdle(state);
+    for (const neverWritten of [true, false]) {
+      for (const state of users) {
+        yield (state.write.lastPersistedAt === 0) === neverWritten && wanted(state) ? state : undefined;
+      }
     }
-    const never = users.filter((state) => state.write.lastPersistedAt === 0);
-    if (never.length === 0 || never.length === users.length) return users;
-    return [...never, ...users.filter((state) => state.write.lastPersistedAt !== 0)];
   }
 
   /** Users whose data is not known to be stored; yields to the event loop on a long list. */

@@ -144,6 +144,18 @@ describe('redactError', () => {
     expect(command.args[1]).toBe(secret);
   });
 
+  it('saveBatch cleans a failed write of the secrets it is given', async () => {
+    const error = await saveBatch(
+      'test',
+      [{ userId: 'a', userData: {} }],
+      async () => {
+        throw new Error('AUTH failed for password sesame-42');
+      },
+      { secrets: ['sesame-42'] },
+    ).catch((e: unknown) => e);
+    expect(inspect(error, { depth: Number.POSITIVE_INFINITY })).not.toContain('sesame-42');
+  });
+
   it('keeps the error class and copes with cycles', () => {
     class DriverError extends Error {}
     const error = new DriverError('boom') as DriverError & { self?: unknown };
@@ -158,6 +170,8 @@ describe('redactError', () => {
     expect(passwordOfUrl('postgres://u:p%40ss@h/db')).toBe('p@ss');
     expect(passwordOfUrl('redis://:only@h:1')).toBe('only');
     expect(passwordOfUrl('redis://h:1')).toBeUndefined();
+    expect(passwordOfUrl('redis://u:p:w@h:1/0')).toBe('p:w'); // an unencoded colon in the password
+    expect(passwordOfUrl('mongodb://u:p@ss@h1,h2/db')).toBe('p@ss');
     expect(passwordOfUrl(undefined)).toBeUndefined();
   });
 });
