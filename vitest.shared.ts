@@ -18,5 +18,9 @@ export const workspaceAliases = [
   },
   { find: /^@cagey-sessions\/fault-proxy$/, replacement: `${packagesDir}../tools/fault-proxy/src/index.ts` },
   { find: /^@cagey-sessions\/bench-kit$/, replacement: `${packagesDir}../tools/bench-kit/src/index.ts` },
+  {
+    find: /^@cagey-sessions\/core\/adapter-kit$/,
+    replacement: `${packagesDir}core/src/adapter-kit/index.ts`,
+  },
   { find: /^@cagey-sessions\/core$/, replacement: `${packagesDir}core/src/index.ts` },
 ];

@@ -5,7 +5,8 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type PersistenceAdapter, type PersistenceOptions, redactCredentials } from '@cagey-sessions/core';
+import type { PersistenceAdapter, PersistenceOptions } from '@cagey-sessions/core';
+import { redactCredentials } from '@cagey-sessions/core/adapter-kit';
 
 export const STORE_KINDS = ['pglite', 'postgres', 'redis', 'mongo', 'memory'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];

@@ -2,22 +2,24 @@ import { randomBytes } from 'node:crypto';
 import {
   AdapterError,
   ConflictError,
-  checkExpectedVersion,
-  checkIdentifier,
   type Duration,
-  describeUserId,
   type PersistenceAdapter,
-  type PreparedRecord,
-  passwordOfUrl,
   type SaveRecord,
   type SaveResult,
   type StoredUser,
-  saveBatch,
   type UserId,
   userKey,
   ValidationError,
-  wrapDriverError,
 } from '@cagey-sessions/core';
+import {
+  checkExpectedVersion,
+  checkIdentifier,
+  describeUserId,
+  type PreparedRecord,
+  passwordOfUrl,
+  saveBatch,
+  wrapDriverError,
+} from '@cagey-sessions/core/adapter-kit';
 import {
   type AnyBulkWriteOperation,
   type Collection,

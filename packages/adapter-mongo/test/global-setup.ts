@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { redactCredentials } from '@cagey-sessions/core';
+import { redactCredentials } from '@cagey-sessions/core/adapter-kit';
 import { ferretdbBinary, startFerretDB, startForTests } from '@cagey-sessions/test-servers';
 import { MongoClient } from 'mongodb';
 import type { TestProject } from 'vitest/node';

@@ -2,20 +2,22 @@ import {
   AdapterError,
   type CageySessionsError,
   ConflictError,
-  checkExpectedVersion,
   type PersistenceAdapter,
-  type PreparedRecord,
-  passwordOfUrl,
   type SaveRecord,
   type SaveResult,
   type StoredUser,
-  saveBatch,
   type UserData,
   type UserId,
   userKey,
   ValidationError,
-  wrapDriverError,
 } from '@cagey-sessions/core';
+import {
+  checkExpectedVersion,
+  type PreparedRecord,
+  passwordOfUrl,
+  saveBatch,
+  wrapDriverError,
+} from '@cagey-sessions/core/adapter-kit';
 import {
   ADAPTER_NAME,
   addWriteIdSql,

@@ -1,4 +1,4 @@
-import { checkIdentifier } from '@cagey-sessions/core';
+import { checkIdentifier } from '@cagey-sessions/core/adapter-kit';
 
 export const ADAPTER_NAME = 'postgres';
 export const DEFAULT_TABLE = 'cagey_user_data';

@@ -2,21 +2,23 @@ import {
   AdapterError,
   type CageySessionsError,
   ConflictError,
-  checkExpectedVersion,
-  describeUserId,
   type PersistenceAdapter,
-  type PreparedRecord,
-  passwordOfUrl,
   type SaveRecord,
   type SaveResult,
   type StoredUser,
-  saveBatch,
   type UserData,
   type UserId,
   userKey,
   ValidationError,
-  wrapDriverError,
 } from '@cagey-sessions/core';
+import {
+  checkExpectedVersion,
+  describeUserId,
+  type PreparedRecord,
+  passwordOfUrl,
+  saveBatch,
+  wrapDriverError,
+} from '@cagey-sessions/core/adapter-kit';
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { ConnectionGate, closeClient } from './connection.js';

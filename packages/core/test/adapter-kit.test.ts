@@ -1,17 +1,15 @@
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
-  AdapterError,
-  CageySessionsError,
   checkIdentifier,
   type PreparedRecord,
   passwordOfUrl,
   redactCredentials,
   redactError,
-  type SaveResult,
   saveBatch,
   wrapDriverError,
-} from '../src/index.js';
+} from '../src/adapter-kit/index.js';
+import { AdapterError, CageySessionsError, type SaveResult } from '../src/index.js';
 
 /** A `write` that records what it was given and answers ok with version 1 for each record. */
 function recordingWrite() {

@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  checkExpectedVersion,
-  MAX_USER_ID_BYTES,
-  serializeUserData,
-  userKey,
-  ValidationError,
-} from '../src/index.js';
+import { checkExpectedVersion, serializeUserData } from '../src/adapter-kit/index.js';
+import { MAX_USER_ID_BYTES, userKey, ValidationError } from '../src/index.js';
 
 function rejection(fn: () => unknown): ValidationError {
   try {

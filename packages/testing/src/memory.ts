@@ -1,18 +1,21 @@
 import {
   AdapterError,
   ConflictError,
-  checkExpectedVersion,
   type PersistenceAdapter,
-  type PreparedRecord,
   type SaveRecord,
   type SaveResult,
   type StoredUser,
-  saveBatch,
   type UserData,
   type UserId,
   userKey,
   ValidationError,
 } from '@cagey-sessions/core';
+import {
+  checkExpectedVersion,
+  decideWrite,
+  type PreparedRecord,
+  saveBatch,
+} from '@cagey-sessions/core/adapter-kit';
 
 /** A stored user: JSON text for a live record, `undefined` for a tombstone left by delete. */
 interface Entry {
@@ -91,27 +94,21 @@ export class MemoryStore {
 
   #writeOne(record: PreparedRecord, entry: Entry | undefined): SaveResult {
     const live = entry?.json !== undefined;
-    const expected = record.expectedVersion;
-    if (expected !== undefined) {
-      const current = live ? entry!.version : 0;
-      if (expected !== current) {
-        return {
-          status: 'conflict',
-          currentVersion: current,
-          currentWriteId: live ? entry!.writeId : undefined,
-        };
-      }
-    }
-    if (entry === undefined) {
-      this.#entries.set(record.key, { json: record.json, version: 1, writeId: record.writeId });
-      this.#live += 1;
-      return { status: 'ok', version: 1 };
+    const decision = decideWrite(record.expectedVersion, {
+      version: entry?.version ?? 0,
+      live,
+      writeId: entry?.writeId,
+    });
+    if (!decision.write) {
+      return {
+        status: 'conflict',
+        currentVersion: decision.currentVersion,
+        currentWriteId: decision.currentWriteId,
+      };
     }
     if (!live) this.#live += 1;
-    entry.json = record.json;
-    entry.version += 1;
-    entry.writeId = record.writeId;
-    return { status: 'ok', version: entry.version };
+    this.#entries.set(record.key, { json: record.json, version: decision.version, writeId: record.writeId });
+    return { status: 'ok', version: decision.version };
   }
 }
 

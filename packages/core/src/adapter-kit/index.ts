@@ -1,0 +1,29 @@
+/**
+ * `@cagey-sessions/core/adapter-kit`: what an adapter author needs so that a new adapter is its store's
+ * translation and nothing else. Validation and batching of records (`saveBatch`), the version rules as one
+ * decision (`decideWrite`), the client's lifecycle (`ClientLifecycle`), option parsing, chunking, and driver
+ * errors wrapped without credentials. Game code imports the package root instead.
+ */
+
+export { describeUserId } from '../errors.js';
+export {
+  checkExpectedVersion,
+  checkUserData,
+  digest,
+  MAX_USER_ID_BYTES,
+  serializeUserData,
+  userKey,
+} from '../user-data.js';
+export { chunkByCountAndSize } from './chunks.js';
+export { ClientLifecycle } from './lifecycle.js';
+export {
+  type ClientSource,
+  checkIdentifier,
+  clientOrUrl,
+  invalidOptions,
+  parseDuration,
+  parsePositiveInteger,
+} from './options.js';
+export { passwordOfUrl, redactCredentials, redactError, wrapDriverError } from './redact.js';
+export { MAX_WRITE_ID_LENGTH, type PreparedRecord, saveBatch } from './save-batch.js';
+export { decideWrite, type StoredVersion, type WriteDecision } from './versions.js';

@@ -1,0 +1,118 @@
+import ms from 'ms';
+import { ValidationError } from '../errors.js';
+
+/** An INVALID_OPTIONS error of an adapter: `[name] Invalid options: message`. */
+export function invalidOptions(adapterName: string, message: string): ValidationError {
+  return new ValidationError('INVALID_OPTIONS', `[${adapterName}] Invalid options: ${message}`);
+}
+
+/** A value for a message: strings quoted and cut, everything else as `String()` does. */
+function shown(value: unknown): string {
+  return typeof value === 'string'
+    ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
+    : String(value);
+}
+
+/**
+ * A duration option in milliseconds: a number of milliseconds, or an `ms` string (`'500ms'`, `'5s'`, `'7d'`).
+ * `undefined` gives `fallback` (itself a duration, or `undefined` for "none"). Positive, at most 2^31 - 1 ms
+ * (what Node.js timers accept). Throws INVALID_OPTIONS naming the option.
+ */
+export function parseDuration(
+  adapterName: string,
+  option: string,
+  value: unknown,
+  fallback: number | string,
+): number;
+export function parseDuration(
+  adapterName: string,
+  option: string,
+  value: unknown,
+  fallback?: number | string,
+): number | undefined;
+export function parseDuration(
+  adapterName: string,
+  option: string,
+  value: unknown,
+  fallback?: number | string,
+): number | undefined {
+  const given = value ?? fallback;
+  if (given === undefined) return undefined;
+  let milliseconds = Number.NaN;
+  if (typeof given === 'number') milliseconds = given;
+  else if (typeof given === 'string') {
+    try {
+      milliseconds = ms(given as ms.StringValue);
+    } catch {
+      // ms throws on an empty string; reported below like any other unusable value
+    }
+  }
+  if (Number.isFinite(milliseconds) && milliseconds >= 1 && milliseconds <= 2 ** 31 - 1)
+    return Math.round(milliseconds);
+  throw invalidOptions(
+    adapterName,
+    `${option} must be a positive duration: milliseconds or a string such as '5s' (got ${shown(value)}).`,
+  );
+}
+
+/** A positive integer option, at most `max`; `undefined` gives `fallback`. Throws INVALID_OPTIONS. */
+export function parsePositiveInteger(
+  adapterName: string,
+  option: string,
+  value: unknown,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 && value <= max) return value;
+  const range = max === Number.MAX_SAFE_INTEGER ? 'a positive integer' : `an integer from 1 to ${max}`;
+  throw invalidOptions(adapterName, `${option} must be ${range} (got ${shown(value)}).`);
+}
+
+/** Where an adapter's connection comes from: a client the caller owns, or a URL the adapter opens itself. */
+export type ClientSource<Client> = { kind: 'client'; client: Client } | { kind: 'url'; url: string };
+
+/**
+ * Reads the `client` / `url` pair every adapter takes: exactly one of them, and without either the URL in the
+ * environment variable `envVar` (e.g. `DATABASE_URL`) when given. A URL must be a non-empty string with one of
+ * `schemes`; it is never repeated in a message (it may hold a password).
+ */
+export function clientOrUrl<Client>(
+  adapterName: string,
+  options: { client?: Client | undefined; url?: unknown },
+  { schemes, envVar, clientNoun }: { schemes: readonly string[]; envVar?: string; clientNoun: string },
+): ClientSource<Client> {
+  const { client, url } = options;
+  if (client !== undefined && url !== undefined) {
+    throw invalidOptions(adapterName, `pass either client (${clientNoun}) or url, not both.`);
+  }
+  if (client !== undefined) return { kind: 'client', client };
+  const found = url ?? (envVar === undefined ? undefined : process.env[envVar] || undefined);
+  if (found === undefined) {
+    const fromEnv = envVar === undefined ? '' : `, or set the ${envVar} environment variable`;
+    throw invalidOptions(adapterName, `pass client (${clientNoun}) or url${fromEnv}.`);
+  }
+  const scheme =
+    typeof found === 'string' ? /^([a-z][a-z0-9+.-]*):\/\//i.exec(found)?.[1]?.toLowerCase() : undefined;
+  if (scheme === undefined || !schemes.includes(scheme)) {
+    throw invalidOptions(
+      adapterName,
+      `url (not shown, it may hold a password) must start with ${schemes.map((s) => `${s}://`).join(', ')}.`,
+    );
+  }
+  return { kind: 'url', url: found as string };
+}
+
+/**
+ * Validates an identifier a user configures (table, collection, key prefix part): letters, digits and
+ * underscores, not starting with a digit, at most `maxLength` characters. Throws INVALID_OPTIONS otherwise.
+ */
+export function checkIdentifier(adapterName: string, what: string, value: unknown, maxLength = 63): string {
+  if (typeof value === 'string' && value.length <= maxLength && /^[A-Za-z_][A-Za-z0-9_]*$/.test(value))
+    return value;
+  throw new ValidationError(
+    'INVALID_OPTIONS',
+    `[${adapterName}] Invalid ${what} ${JSON.stringify(String(value)).slice(0, 80)}: use letters, digits and ` +
+      `underscores (not starting with a digit), at most ${maxLength} characters.`,
+  );
+}

@@ -1,0 +1,30 @@
+/** What a store holds for one user, as far as a versioned write needs it. */
+export interface StoredVersion {
+  /** The stored version, a tombstone's included; 0 when the user was never written. */
+  version: number;
+  /** Whether a live record exists (false for missing users and tombstones). */
+  live: boolean;
+  /** The write id stored with the live record, if any. */
+  writeId?: string | undefined;
+}
+
+/** The decision for one record: write it at `version`, or report a conflict. */
+export type WriteDecision =
+  | { write: true; version: number }
+  | { write: false; currentVersion: number; currentWriteId: string | undefined };
+
+/**
+ * The version rules of the contract as one pure decision, for every adapter to follow (and to be tested
+ * against):
+ * - `expectedVersion` absent: write unconditionally; the new version is the stored one + 1 (a tombstone's
+ *   version counts, so versions of a user only ever grow);
+ * - `0`: write only when no live record exists (a missing user or a tombstone);
+ * - `n`: write only when the live record is at exactly `n`.
+ * A conflict reports the live record's version (0 when none) and write id.
+ */
+export function decideWrite(expectedVersion: number | undefined, stored: StoredVersion): WriteDecision {
+  const current = stored.live ? stored.version : 0;
+  const allowed = expectedVersion === undefined || expectedVersion === current;
+  if (allowed) return { write: true, version: stored.version + 1 };
+  return { write: false, currentVersion: current, currentWriteId: stored.live ? stored.writeId : undefined };
+}
