@@ -159,7 +159,7 @@ export function checkKeys(where: string, value: unknown, known: readonly string[
 }
 
 /** The known key within a small edit distance of `key` (typos, other spellings), if any. */
-function nearestKey(key: string, known: readonly string[]): string | undefined {
+export function nearestKey(key: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
   for (const candidate of known) {

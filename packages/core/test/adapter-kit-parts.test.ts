@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ClientLifecycle,
+  checkOptionKeys,
   chunkByCountAndSize,
   clientOrUrl,
   decideWrite,
@@ -142,6 +143,25 @@ describe('option parsing', () => {
     }
     expect(message).toContain('must start with redis://, rediss://');
     expect(message).not.toContain('hunter22');
+  });
+});
+
+describe('checkOptionKeys', () => {
+  it('refuses unknown keys, naming the nearest known one or the new name of a renamed one', () => {
+    const known = ['url', 'batchSize', 'clientOptions'];
+    expect(() => checkOptionKeys('pg', { url: 'x', batchSize: 1 }, known)).not.toThrow();
+    expect(() => checkOptionKeys('pg', { batchsize: 1 }, known)).toThrow(
+      '[pg] Invalid options: unknown option "batchsize". Did you mean batchSize?',
+    );
+    expect(() => checkOptionKeys('pg', { pool: {} }, known, { pool: 'clientOptions' })).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_OPTIONS',
+        message: '[pg] Invalid options: "pool" was renamed to clientOptions.',
+      }),
+    );
+    expect(() => checkOptionKeys('pg', { zzz: 1 }, known)).toThrow(
+      /Known options: url, batchSize, clientOptions/,
+    );
   });
 });
 

@@ -19,6 +19,7 @@ export { ClientLifecycle } from './lifecycle.js';
 export {
   type ClientSource,
   checkIdentifier,
+  checkOptionKeys,
   clientOrUrl,
   invalidOptions,
   parseDuration,

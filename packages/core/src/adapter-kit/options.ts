@@ -1,9 +1,31 @@
 import ms from 'ms';
 import { ValidationError } from '../errors.js';
+import { nearestKey } from '../options.js';
 
 /** An INVALID_OPTIONS error of an adapter: `[name] Invalid options: message`. */
 export function invalidOptions(adapterName: string, message: string): ValidationError {
   return new ValidationError('INVALID_OPTIONS', `[${adapterName}] Invalid options: ${message}`);
+}
+
+/**
+ * Refuses option keys the adapter does not know (INVALID_OPTIONS), naming the nearest known key for a typo,
+ * or the new name of a `renamed` one (old name -> new name), so that a misspelt option never goes unnoticed.
+ */
+export function checkOptionKeys(
+  adapterName: string,
+  options: object,
+  known: readonly string[],
+  renamed: Readonly<Record<string, string>> = {},
+): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const shownKey = JSON.stringify(key.slice(0, 60));
+    const newName = Object.hasOwn(renamed, key) ? renamed[key] : undefined;
+    if (newName !== undefined) throw invalidOptions(adapterName, `${shownKey} was renamed to ${newName}.`);
+    const nearest = nearestKey(key, known);
+    const hint = nearest === undefined ? `Known options: ${known.join(', ')}.` : `Did you mean ${nearest}?`;
+    throw invalidOptions(adapterName, `unknown option ${shownKey}. ${hint}`);
+  }
 }
 
 /** A value for a message: strings quoted and cut, everything else as `String()` does. */
