@@ -52,6 +52,7 @@ describe('VersionIgnoringAdapter (MemoryAdapter that drops expectedVersion)', ()
         checkNamed('versions', 'expectedVersion n on a missing user'),
         checkNamed('versions', 'a conflict reports the write id'),
         checkNamed('versions', 'a record written without a write id'),
+        checkNamed('versions', 'every stored state and expectedVersion'),
       ].sort(),
     );
     // The rules an unconditional write happens to satisfy still pass: the failures are about versions only.
@@ -111,7 +112,11 @@ const defects: { flaw: Flaw; group: ConformanceGroup; failing: string[] }[] = [
   {
     flaw: 'writeIdsIgnored',
     group: 'versions',
-    failing: ['a conflict reports the write id', 'through core: a write that committed but lost'],
+    failing: [
+      'a conflict reports the write id',
+      'through core: a write that committed but lost',
+      'every stored state and expectedVersion',
+    ],
   },
   { flaw: 'lossyKeys', group: 'roundTrip', failing: ['keys:'] },
   { flaw: 'namespaceIgnored', group: 'load', failing: ['namespaces are disjoint'] },

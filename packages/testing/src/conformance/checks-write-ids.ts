@@ -2,7 +2,8 @@
  * Write ids (in the versions group): what lets core tell its own committed write, whose acknowledgement was
  * lost with a connection, from another writer's.
  */
-import { SessionManager } from '@cagey-sessions/core';
+import { type PersistenceAdapter, SessionManager } from '@cagey-sessions/core';
+import { decideWrite, type StoredVersion } from '@cagey-sessions/core/adapter-kit';
 import { FaultyAdapter } from '../faulty.js';
 import { expect, expectOk, expectStored, preview, saveOne } from './assertions.js';
 import type { Check } from './context.js';
@@ -89,3 +90,63 @@ export const writeIdChecks: Check[] = [
     },
   },
 ];
+
+/** Stored states the version-rules check builds, and how to build each through the adapter. */
+const storedStates: {
+  name: string;
+  build(adapter: PersistenceAdapter, userId: string): Promise<StoredVersion>;
+}[] = [
+  { name: 'missing', build: async () => ({ version: 0, live: false }) },
+  {
+    name: 'live at version 1',
+    async build(adapter, userId) {
+      await saveOne(adapter, userId, { step: 1 });
+      return { version: 1, live: true };
+    },
+  },
+  {
+    name: 'live at version 3 with a write id',
+    async build(adapter, userId) {
+      for (let step = 1; step <= 3; step++) await saveOne(adapter, userId, { step }, undefined, `w${step}`);
+      return { version: 3, live: true, writeId: 'w3' };
+    },
+  },
+  {
+    name: 'deleted at version 4',
+    async build(adapter, userId) {
+      for (let step = 1; step <= 3; step++) await saveOne(adapter, userId, { step });
+      await adapter.delete(userId);
+      return { version: 4, live: false };
+    },
+  },
+];
+
+writeIdChecks.push({
+  group: 'versions',
+  name: "every stored state and expectedVersion gives core's decideWrite decision",
+  async run(t) {
+    const adapter = await t.adapter();
+    const mismatches: string[] = [];
+    let n = 0;
+    for (const state of storedStates) {
+      for (const expectedVersion of [undefined, 0, 1, 3, 4, 9]) {
+        const userId = `rule-${n++}`;
+        const stored = await state.build(adapter, userId);
+        const decision = decideWrite(expectedVersion, stored);
+        const result = await saveOne(adapter, userId, { written: true }, expectedVersion, 'probe');
+        const got =
+          result.status === 'ok'
+            ? { write: true, version: result.version }
+            : result.status === 'conflict'
+              ? { write: false, currentVersion: result.currentVersion, currentWriteId: result.currentWriteId }
+              : { error: preview(result) };
+        if (JSON.stringify(got) !== JSON.stringify(decision)) {
+          mismatches.push(
+            `${state.name}, expectedVersion ${String(expectedVersion)}: expected ${JSON.stringify(decision)}, got ${JSON.stringify(got)}`,
+          );
+        }
+      }
+    }
+    expect(mismatches, 'outcomes that differ from decideWrite').toEqual([]);
+  },
+});
