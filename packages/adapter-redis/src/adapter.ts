@@ -1,6 +1,5 @@
 import {
   AdapterError,
-  type CageySessionsError,
   ConflictError,
   type PersistenceAdapter,
   type SaveRecord,
@@ -9,10 +8,11 @@ import {
   type UserData,
   type UserId,
   userKey,
-  ValidationError,
 } from '@cagey-sessions/core';
 import {
+  ClientLifecycle,
   checkExpectedVersion,
+  chunkByCountAndSize,
   describeUserId,
   type PreparedRecord,
   passwordOfUrl,
@@ -20,10 +20,16 @@ import {
   wrapDriverError,
 } from '@cagey-sessions/core/adapter-kit';
 import calculateSlot from 'cluster-key-slot';
-import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
-import { ConnectionGate, closeClient } from './connection.js';
-import { checkPrefix, DEFAULT_PREFIX, encodeUserKey } from './keys.js';
-import { openClient, parseConnectTimeout, parsePositiveInteger, parseTtl } from './options.js';
+import type { Cluster, Redis } from 'ioredis';
+import { ConnectionGate, closeClient, isCluster, openClient } from './connection.js';
+import { encodeUserKey, keyPrefixOf } from './keys.js';
+import {
+  type CreateRedisAdapterOptions,
+  passwordsOf,
+  type RedisAdapterOptions,
+  resolveOptions,
+  URL_ENV_VAR,
+} from './options.js';
 import {
   deleteScript,
   FOREIGN_VALUE,
@@ -34,8 +40,7 @@ import {
   scripts,
 } from './scripts.js';
 
-const ADAPTER_NAME = 'redis';
-const DEFAULT_MAX_BATCH_SIZE = 1000;
+export const ADAPTER_NAME = 'redis';
 /**
  * One script call writes up to this many users of one slot. Fewer, larger commands cost the client far less
  * than one command per user; the bounds keep each script short, since Redis serves nobody else while it runs.
@@ -45,64 +50,17 @@ const BYTES_PER_SCRIPT = 512 * 1024;
 /** Rounds of resending records whose command never ran (NOSCRIPT, or a Cluster slot that moved). */
 const MAX_SEND_ROUNDS = 3;
 
-/** Options every way of constructing the adapter shares. */
-export interface RedisAdapterCommonOptions {
-  /**
-   * Prepended to every key. Printable ASCII without spaces, braces or glob characters; a `:` is added when it
-   * does not end with one. Two adapters with different prefixes never see each other's users.
-   * Default `cagey:user:`.
-   */
-  prefix?: string;
-  /**
-   * Expire a user's key this long after its last write (a duration string for `ms`, e.g. `'7d'`, or a number
-   * of seconds). Applied on every save and delete; off by default, so data stays until deleted.
-   */
-  ttl?: string | number;
-  /** The batch size core's pipeline uses with this adapter. Larger batches still work. Default 1000. */
-  maxBatchSize?: number;
-}
-
-/** Construct over a client you own: the adapter never closes it. */
-export interface RedisAdapterClientOptions extends RedisAdapterCommonOptions {
-  /** An ioredis `Redis` or `Cluster` instance. */
-  client: Redis | Cluster;
-  url?: never;
-  clientOptions?: never;
-  /** Only for a client the adapter opens: configure your own client's timeouts in ioredis. */
-  connectTimeout?: never;
-}
-
-/** Construct from a URL: the adapter opens the client and closes it in `close()`. */
-export interface RedisAdapterUrlOptions extends RedisAdapterCommonOptions {
-  /**
-   * `redis://[user:password@]host:port[/db]`, `rediss://…` for TLS, or for a Redis Cluster
-   * `redis+cluster://[user:password@]host1:port1,host2:port2` (`rediss+cluster://…` for TLS): the listed nodes
-   * are seeds, the rest of the cluster is discovered.
-   */
-  url: string;
-  client?: never;
-  /** Passed to ioredis: `RedisOptions` for a `redis://` URL, `ClusterOptions` for a `redis+cluster://` URL. */
-  clientOptions?: RedisOptions | ClusterOptions;
-  /**
-   * How long a call waits for a connection to Redis before it fails (a duration string for `ms`, e.g. `'5s'`,
-   * or a number of milliseconds). Also bounds a TCP connect and the silence of a server while a reply is due;
-   * the client keeps reconnecting in the background, so calls succeed again once Redis is back. Default `'5s'`.
-   */
-  connectTimeout?: string | number;
-}
-
-export type RedisAdapterOptions = RedisAdapterClientOptions | RedisAdapterUrlOptions;
-
 /**
  * Stores each user as one string key `<prefix><percent-encoded user key>` holding `<version>:<writeId>:<json>`
- * (`<version>:<json>` for a write without a write id), written
- * by a Lua script that checks the version and writes atomically on the server. A batch is sent as one pipeline
- * per node (one pipeline on a standalone server), users of one slot grouped into shared script calls.
+ * (`<version>:<json>` for a write without a write id), written by a Lua script that checks the version and
+ * writes atomically on the server. A batch is sent as one pipeline per node (one pipeline on a standalone
+ * server), users of one slot grouped into shared script calls.
  */
 export class RedisAdapter implements PersistenceAdapter {
   readonly name = ADAPTER_NAME;
+  /** Records per `save` call core's pipeline uses: the `batchSize` option. */
   readonly maxBatchSize: number;
-  /** The key prefix, always ending with `:`. */
+  /** The key prefix as given (keys get a `:` after it when it does not end with one). */
   readonly prefix: string;
   /** Time to live of a written key in milliseconds, `undefined` when keys do not expire. */
   readonly ttlMs: number | undefined;
@@ -111,86 +69,58 @@ export class RedisAdapter implements PersistenceAdapter {
   readonly isCluster: boolean;
   /** How long a call of an adapter-owned client waits for a connection; `undefined` for an injected client. */
   readonly connectTimeoutMs: number | undefined;
-  readonly #ownsClient: boolean;
+  /** The closed state, and the release of a client the adapter opened. */
+  readonly #lifecycle: ClientLifecycle<Redis | Cluster>;
   /** Waits for an owned client's connection; `undefined` for an injected client, which keeps its own behaviour. */
   readonly #gate: ConnectionGate | undefined;
   /** Passwords the adapter knows, removed from every error it reports. */
   readonly #secrets: (string | undefined)[];
+  /** What every key starts with: the prefix, ending with `:`. */
+  readonly #keyPrefix: string;
   readonly #ttlArgument: string;
   /** Prepended by ioredis itself when the client was configured with `keyPrefix`; slots are computed with it. */
   readonly #clientKeyPrefix: string;
-  #closing: Promise<void> | undefined;
   #scriptsLoaded: Promise<void> | undefined;
 
   constructor(options: RedisAdapterOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw new ValidationError(
-        'INVALID_OPTIONS',
-        `[${ADAPTER_NAME}] Options are required: { client } or { url }.`,
-      );
-    }
-    this.prefix = checkPrefix(ADAPTER_NAME, options.prefix ?? DEFAULT_PREFIX);
-    this.ttlMs = parseTtl(ADAPTER_NAME, options.ttl);
+    const resolved = resolveOptions(ADAPTER_NAME, options);
+    this.maxBatchSize = resolved.batchSize;
+    this.prefix = resolved.prefix;
+    this.#keyPrefix = keyPrefixOf(resolved.prefix);
+    this.ttlMs = resolved.ttlMs;
     this.#ttlArgument = String(this.ttlMs ?? 0);
-    this.maxBatchSize = parsePositiveInteger(
-      ADAPTER_NAME,
-      'maxBatchSize',
-      options.maxBatchSize,
-      DEFAULT_MAX_BATCH_SIZE,
-    );
-    const hasClient = options.client !== undefined;
-    const hasUrl = options.url !== undefined;
-    if (hasClient === hasUrl) {
-      throw new ValidationError(
-        'INVALID_OPTIONS',
-        `[${ADAPTER_NAME}] Pass exactly one of client (an ioredis Redis or Cluster) and url.`,
-      );
-    }
-    if (hasClient) {
-      const client = options.client as unknown;
-      if (!isIoredisClient(client)) {
-        throw new ValidationError(
-          'INVALID_OPTIONS',
-          `[${ADAPTER_NAME}] client must be an ioredis Redis or Cluster instance.`,
-        );
-      }
-      if (options.connectTimeout !== undefined) {
-        throw new ValidationError(
-          'INVALID_OPTIONS',
-          `[${ADAPTER_NAME}] connectTimeout applies to a client the adapter opens from a url; set ioredis' ` +
-            'connectTimeout, socketTimeout and maxRetriesPerRequest on your own client instead.',
-        );
-      }
-      this.client = client;
-      this.#ownsClient = false;
-      this.connectTimeoutMs = undefined;
-      this.#gate = undefined;
-      this.#secrets = [];
+    this.connectTimeoutMs = resolved.connectTimeoutMs;
+    // Known before the client exists, so that even a constructor error could not show them.
+    this.#secrets = resolved.secrets;
+    const { source } = resolved;
+    if (source.kind === 'client') {
+      this.client = source.client;
+      this.#lifecycle = new ClientLifecycle(ADAPTER_NAME, { given: source.client });
     } else {
-      this.connectTimeoutMs = parseConnectTimeout(ADAPTER_NAME, options.connectTimeout);
-      // Known before the client exists, so that even a constructor error could not show it.
-      this.#secrets = [passwordOfUrl(options.url), ...passwordsOf(options.clientOptions)];
-      this.client = openClient(ADAPTER_NAME, options.url, options.clientOptions, this.connectTimeoutMs);
-      this.#ownsClient = true;
+      const client = openClient(ADAPTER_NAME, source.url, resolved.clientOptions, this.connectTimeoutMs!);
+      this.client = client;
       // Failures reach callers through rejected operations; the gate's error listener also keeps ioredis from
       // printing every reconnection attempt.
-      this.#gate = new ConnectionGate(this.client, this.connectTimeoutMs);
+      this.#gate = new ConnectionGate(client, this.connectTimeoutMs!);
+      this.#lifecycle = new ClientLifecycle(ADAPTER_NAME, { open: () => client, release: closeClient });
+      // The client exists from here on (ioredis connects by itself): count it as opened, so that close()
+      // closes it even when no call was ever made.
+      void this.#lifecycle.client('open');
     }
     this.#secrets.push(...passwordsOf(this.client.options), ...startupNodePasswords(this.client));
-    this.isCluster = (this.client as { isCluster?: boolean }).isCluster === true;
+    this.isCluster = isCluster(this.client);
     this.#clientKeyPrefix = this.client.options.keyPrefix ?? '';
   }
 
   /** The Redis key holding a user (without a `keyPrefix` the client itself may add). */
   keyFor(userId: UserId): string {
-    return this.prefix + encodeUserKey(userKey(userId));
+    return this.#keyPrefix + encodeUserKey(userKey(userId));
   }
 
   /** Loads the adapter's Lua scripts into the server (every master of a Cluster). Idempotent. */
   async setup(): Promise<void> {
-    this.#assertOpen();
     try {
-      await this.#connected();
+      await this.#ready('setup');
       await this.#ensureScripts();
     } catch (error) {
       throw this.#wrap('setup', error);
@@ -198,11 +128,11 @@ export class RedisAdapter implements PersistenceAdapter {
   }
 
   async load(userId: UserId): Promise<StoredUser | undefined> {
-    this.#assertOpen();
+    this.#lifecycle.assertOpen('load');
     const key = this.keyFor(userId);
     let value: string | null;
     try {
-      await this.#connected();
+      await this.#ready('load');
       value = await this.client.get(key);
     } catch (error) {
       throw this.#wrap('load', error);
@@ -223,24 +153,29 @@ export class RedisAdapter implements PersistenceAdapter {
   }
 
   async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
-    this.#assertOpen();
-    return saveBatch(this.name, records, async (prepared) => {
-      try {
-        await this.#connected();
-        return await this.#write(prepared);
-      } catch (error) {
-        throw this.#wrap('save', error);
-      }
-    });
+    this.#lifecycle.assertOpen('save');
+    return saveBatch(
+      this.name,
+      records,
+      async (prepared) => {
+        try {
+          await this.#ready('save');
+          return await this.#write(prepared);
+        } catch (error) {
+          throw this.#explained('save', error);
+        }
+      },
+      { secrets: this.#secrets },
+    );
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
-    this.#assertOpen();
+    this.#lifecycle.assertOpen('delete');
     const key = this.keyFor(userId);
     const expected = checkExpectedVersion(expectedVersion);
     let reply: unknown;
     try {
-      await this.#connected();
+      await this.#ready('delete');
       await this.#ensureScripts();
       const run = () =>
         this.client.evalsha(
@@ -274,34 +209,33 @@ export class RedisAdapter implements PersistenceAdapter {
    * for its connection fail with ADAPTER_CLOSED.
    */
   close(): Promise<void> {
-    if (this.#closing === undefined) {
-      this.#gate?.close(this.#closedError());
-      this.#closing = this.#ownsClient ? closeClient(this.client) : Promise.resolve();
-    }
-    return this.#closing;
-  }
-
-  #assertOpen(): void {
-    if (this.#closing !== undefined) throw this.#closedError();
-  }
-
-  #closedError(): AdapterError {
-    return new AdapterError(this.name, 'The adapter is closed; create a new one to keep using Redis.', {
-      code: 'ADAPTER_CLOSED',
-    });
-  }
-
-  /** Waits (at most `connectTimeout`) until an owned client is connected; at once when it is. */
-  async #connected(): Promise<void> {
-    const waiting = this.#gate?.ready();
-    if (waiting !== undefined) await waiting;
+    const closing = this.#lifecycle.close();
+    this.#gate?.close();
+    return closing;
   }
 
   /**
-   * A driver error as an `AdapterError` without any password the adapter knows. A store error about a value
-   * this adapter did not write names the user instead of the raw key.
+   * Throws ADAPTER_CLOSED after `close()`; waits (at most `connectTimeout`) until an owned client is connected,
+   * at once when it is. A wait that `close()` cuts short fails with ADAPTER_CLOSED too.
    */
-  #wrap(operation: string, error: unknown, userId?: UserId): CageySessionsError {
+  async #ready(operation: string): Promise<void> {
+    await this.#lifecycle.client(operation);
+    const waiting = this.#gate?.ready();
+    if (waiting === undefined) return;
+    try {
+      await waiting;
+    } catch (error) {
+      this.#lifecycle.assertOpen(operation);
+      throw error;
+    }
+  }
+
+  /**
+   * A driver error the adapter can say more about, as an `AdapterError` (without any password the adapter
+   * knows): a value this adapter did not write, named by its user instead of the raw key; a connection lost
+   * before the reply. Any other error is returned as it is.
+   */
+  #explained(operation: string, error: unknown, userId?: UserId): unknown {
     if (userId !== undefined && error instanceof Error && error.message.startsWith(FOREIGN_VALUE)) {
       return new AdapterError(
         this.name,
@@ -311,20 +245,24 @@ export class RedisAdapter implements PersistenceAdapter {
       );
     }
     if (error instanceof Error && error.name === 'MaxRetriesPerRequestError') {
-      const wrapped = wrapDriverError(this.name, operation, error, this.#secrets);
       return new AdapterError(
         this.name,
         `${operation} failed: the connection to Redis was lost or could not be made before a reply arrived ` +
           '(a write may or may not have been applied); the client keeps reconnecting.',
-        { cause: wrapped.cause },
+        { cause: wrapDriverError(this.name, operation, error, this.#secrets).cause },
       );
     }
-    return wrapDriverError(this.name, operation, error, this.#secrets);
+    return error;
+  }
+
+  /** A driver error as an `AdapterError` without any password the adapter knows. */
+  #wrap(operation: string, error: unknown, userId?: UserId): Error {
+    return wrapDriverError(this.name, operation, this.#explained(operation, error, userId), this.#secrets);
   }
 
   async #write(prepared: PreparedRecord[]): Promise<SaveResult[]> {
     await this.#ensureScripts();
-    const keys = prepared.map((record) => this.prefix + encodeUserKey(record.key));
+    const keys = prepared.map((record) => this.#keyPrefix + encodeUserKey(record.key));
     const payloads = prepared.map((record) => payloadOf(record.json, record.writeId));
     const outcomes: Outcome[] = new Array(prepared.length);
     let pending = prepared.map((_, index) => index);
@@ -422,7 +360,7 @@ export class RedisAdapter implements PersistenceAdapter {
    * server has no slots: everything goes into one pipeline.
    */
   async #planPipelines(indexes: number[], keys: string[], prepared: PreparedRecord[]): Promise<number[][][]> {
-    if (!this.isCluster) return [chunk(indexes, prepared)];
+    if (!this.isCluster) return [scriptCalls(indexes, prepared)];
     const cluster = this.client as Cluster;
     await waitForSlots(cluster);
     const bySlot = new Map<number, number[]>();
@@ -436,7 +374,7 @@ export class RedisAdapter implements PersistenceAdapter {
     const byNode = new Map<string, number[][]>();
     for (const [slot, group] of bySlot) {
       const node = cluster.slots[slot]?.join(';') ?? '';
-      const chunks = chunk(group, prepared);
+      const chunks = scriptCalls(group, prepared);
       const existing = byNode.get(node);
       if (existing) existing.push(...chunks);
       else byNode.set(node, chunks);
@@ -481,26 +419,11 @@ export class RedisAdapter implements PersistenceAdapter {
  * Creates a `RedisAdapter`. Without `client` or `url`, connects to `process.env.REDIS_URL` (a `redis://` or
  * `redis+cluster://` URL).
  */
-export function createRedisAdapter(
-  options: RedisAdapterCommonOptions & {
-    client?: Redis | Cluster;
-    url?: string;
-    clientOptions?: RedisOptions | ClusterOptions;
-    connectTimeout?: string | number;
-  } = {},
-): RedisAdapter {
-  if (options.client !== undefined || options.url !== undefined) {
-    return new RedisAdapter(options as RedisAdapterOptions);
-  }
-  const url = process.env.REDIS_URL;
-  if (!url) {
-    throw new ValidationError(
-      'INVALID_OPTIONS',
-      `[${ADAPTER_NAME}] No client or url given and REDIS_URL is not set: pass { url: 'redis://127.0.0.1:6379' }, ` +
-        'an ioredis client, or set REDIS_URL.',
-    );
-  }
-  return new RedisAdapter({ ...options, url } as RedisAdapterUrlOptions);
+export function createRedisAdapter(options: CreateRedisAdapterOptions = {}): RedisAdapter {
+  const { source } = resolveOptions(ADAPTER_NAME, options, URL_ENV_VAR);
+  return new RedisAdapter(
+    (source.kind === 'url' ? { ...options, url: source.url } : options) as RedisAdapterOptions,
+  );
 }
 
 /**
@@ -520,19 +443,6 @@ function describeKey(key: string): string {
   return key.length > 100 ? `${JSON.stringify(key.slice(0, 100))}…` : JSON.stringify(key);
 }
 
-/** Passwords in ioredis options: the client's own, a Cluster's `redisOptions`, Sentinel's. */
-function passwordsOf(options: unknown): (string | undefined)[] {
-  if (typeof options !== 'object' || options === null) return [];
-  const { password, sentinelPassword, redisOptions } = options as {
-    password?: unknown;
-    sentinelPassword?: unknown;
-    redisOptions?: { password?: unknown };
-  };
-  return [password, sentinelPassword, redisOptions?.password].filter(
-    (value): value is string => typeof value === 'string',
-  );
-}
-
 /** Passwords given with a Cluster's startup nodes (objects with a password, or URLs). */
 function startupNodePasswords(client: Redis | Cluster): (string | undefined)[] {
   const nodes = (client as { startupNodes?: unknown }).startupNodes;
@@ -542,22 +452,12 @@ function startupNodePasswords(client: Redis | Cluster): (string | undefined)[] {
   );
 }
 
-function chunk(indexes: number[], prepared: PreparedRecord[]): number[][] {
-  const chunks: number[][] = [];
-  let current: number[] = [];
-  let bytes = 0;
-  for (const index of indexes) {
-    const size = prepared[index]!.json.length;
-    if (current.length > 0 && (current.length === KEYS_PER_SCRIPT || bytes + size > BYTES_PER_SCRIPT)) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(index);
-    bytes += size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+/** Records (by index) of one slot or server, split into script calls of bounded size. */
+function scriptCalls(indexes: number[], prepared: PreparedRecord[]): number[][] {
+  return chunkByCountAndSize(indexes, (index) => prepared[index]!.json.length, {
+    maxCount: KEYS_PER_SCRIPT,
+    maxSize: BYTES_PER_SCRIPT,
+  });
 }
 
 /** Waits until a Cluster client knows its slot map (an empty pipeline waits for readiness the same way). */
@@ -565,16 +465,6 @@ async function waitForSlots(cluster: Cluster): Promise<void> {
   if (cluster.slots.length > 0) return;
   if (cluster.status === 'end') throw new Error('Connection is closed.');
   await cluster.pipeline().exec();
-}
-
-function isIoredisClient(value: unknown): value is Redis | Cluster {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as Redis).pipeline === 'function' &&
-    typeof (value as Redis).evalsha === 'function' &&
-    typeof (value as Redis).options === 'object'
-  );
 }
 
 function toError(value: unknown): Error {

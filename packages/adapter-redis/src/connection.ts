@@ -1,4 +1,5 @@
-import type { Cluster, Redis } from 'ioredis';
+import { invalidOptions } from '@cagey-sessions/core/adapter-kit';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 
 /** How long `close()` lets a connected client finish QUIT (replies still in flight arrive) before dropping it. */
 const QUIT_TIMEOUT_MS = 2000;
@@ -69,9 +70,9 @@ export class ConnectionGate {
   }
 
   /** Fails every waiting call; later ones fail at once. */
-  close(error: Error): void {
+  close(): void {
     this.#closed = true;
-    this.#settle(error);
+    this.#settle(new Error('Connection is closed.'));
   }
 
   #settle(error: Error | undefined): void {
@@ -149,8 +150,111 @@ function dropClient(client: Redis | Cluster): void {
   }
 }
 
-function isCluster(client: Redis | Cluster): client is Cluster {
+export function isCluster(client: Redis | Cluster): client is Cluster {
   return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+export function isIoredisClient(value: unknown): value is Redis | Cluster {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Redis).pipeline === 'function' &&
+    typeof (value as Redis).evalsha === 'function' &&
+    typeof (value as Redis).options === 'object'
+  );
+}
+
+/**
+ * ioredis settings of a client the adapter opens, so that an unreachable server makes calls fail within
+ * `connectTimeoutMs` instead of waiting in ioredis' queues, while the client keeps reconnecting:
+ * - `connectTimeout`: a TCP connection that is not established in time is dropped and retried;
+ * - `socketTimeout`: a connection that stays silent while a reply is due (a server that accepts and never
+ *   answers, even during the handshake; a peer gone without closing) is dropped and retried;
+ * - `maxRetriesPerRequest: 0`: a command waiting for a connection, or unanswered when its connection dropped,
+ *   fails at the next failed connection attempt instead of being sent again after up to 20 of them.
+ * Settings the caller passes in `clientOptions` win.
+ */
+function connectionDefaults(connectTimeoutMs: number): RedisOptions {
+  return { connectTimeout: connectTimeoutMs, socketTimeout: connectTimeoutMs, maxRetriesPerRequest: 0 };
+}
+
+/**
+ * Opens a client for a URL whose scheme `clientOrUrl` checked. `redis://` and `rediss://` give a standalone
+ * `Redis` (ioredis parses the URL); `redis+cluster://[user:password@]host1:port1,host2:port2` (or
+ * `rediss+cluster://` for TLS) gives a `Cluster` seeded with those nodes. Error messages never repeat the URL:
+ * it may hold a password.
+ */
+export function openClient(
+  adapterName: string,
+  url: string,
+  clientOptions: RedisOptions | ClusterOptions | undefined,
+  connectTimeoutMs: number,
+): Redis | Cluster {
+  const scheme = url.slice(0, url.indexOf('://')).toLowerCase();
+  if (scheme === 'redis' || scheme === 'rediss') {
+    try {
+      return new Redis(url, {
+        ...connectionDefaults(connectTimeoutMs),
+        ...(clientOptions as RedisOptions | undefined),
+      });
+    } catch {
+      throw invalidUrl(adapterName, 'ioredis could not parse it');
+    }
+  }
+  const { nodes, username, password } = parseClusterUrl(adapterName, url.slice(scheme.length + 3));
+  const options = { ...(clientOptions as ClusterOptions | undefined) };
+  options.redisOptions = {
+    ...connectionDefaults(connectTimeoutMs),
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    ...(scheme === 'rediss+cluster' ? { tls: {} } : {}),
+    ...options.redisOptions,
+  };
+  return new Cluster(nodes, options);
+}
+
+function parseClusterUrl(
+  adapterName: string,
+  rest: string,
+): { nodes: { host: string; port: number }[]; username?: string; password?: string } {
+  const end = rest.search(/[/?#]/);
+  const authority = end === -1 ? rest : rest.slice(0, end);
+  const path = end === -1 ? '' : rest.slice(end);
+  if (path !== '' && !/^\/0?$/.test(path)) {
+    throw invalidUrl(adapterName, 'a Redis Cluster has only database 0 and takes no query parameters');
+  }
+  const at = authority.lastIndexOf('@');
+  const hosts = at === -1 ? authority : authority.slice(at + 1);
+  let username: string | undefined;
+  let password: string | undefined;
+  if (at !== -1) {
+    const credentials = authority.slice(0, at);
+    const colon = credentials.indexOf(':');
+    try {
+      const user = decodeURIComponent(colon === -1 ? credentials : credentials.slice(0, colon));
+      if (user !== '') username = user;
+      if (colon !== -1) password = decodeURIComponent(credentials.slice(colon + 1));
+    } catch {
+      throw invalidUrl(adapterName, 'its credentials are not valid percent-encoding');
+    }
+  }
+  const nodes = hosts.split(',').map((node) => {
+    const match = /^(\[[0-9a-f:.]+\]|[^\s:[\]]+)(?::(\d{1,5}))?$/i.exec(node);
+    const port = match?.[2] === undefined ? 6379 : Number(match[2]);
+    if (!match || port < 1 || port > 65535) {
+      throw invalidUrl(adapterName, 'expected comma-separated host:port pairs after redis+cluster://');
+    }
+    return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+  });
+  return {
+    nodes,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+  };
+}
+
+function invalidUrl(adapterName: string, reason: string) {
+  return invalidOptions(adapterName, `url (not shown, it may hold a password): ${reason}.`);
 }
 
 function noop(): void {}

@@ -1,9 +1,11 @@
+export { createRedisAdapter, RedisAdapter } from './adapter.js';
+export { DEFAULT_PREFIX, encodeUserKey } from './keys.js';
 export {
-  createRedisAdapter,
-  RedisAdapter,
+  type CreateRedisAdapterOptions,
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_CONNECT_TIMEOUT,
   type RedisAdapterClientOptions,
   type RedisAdapterCommonOptions,
   type RedisAdapterOptions,
   type RedisAdapterUrlOptions,
-} from './adapter.js';
-export { DEFAULT_PREFIX, encodeUserKey } from './keys.js';
+} from './options.js';

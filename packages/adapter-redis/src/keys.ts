@@ -1,4 +1,4 @@
-import { ValidationError } from '@cagey-sessions/core';
+import { invalidOptions } from '@cagey-sessions/core/adapter-kit';
 
 export const DEFAULT_PREFIX = 'cagey:user:';
 const MAX_PREFIX_LENGTH = 128;
@@ -10,7 +10,7 @@ const MAX_PREFIX_LENGTH = 128;
 const PREFIX_CHARACTERS = /^[\x21-\x7e]+$/;
 const REFUSED_IN_PREFIX = /[{}*?[\]\\]/;
 
-/** Validates a key prefix and makes it end with `:`. Throws INVALID_OPTIONS. */
+/** Validates a key prefix; returns it as given. Throws INVALID_OPTIONS. */
 export function checkPrefix(adapterName: string, prefix: unknown): string {
   if (
     typeof prefix === 'string' &&
@@ -19,19 +19,23 @@ export function checkPrefix(adapterName: string, prefix: unknown): string {
     PREFIX_CHARACTERS.test(prefix) &&
     !REFUSED_IN_PREFIX.test(prefix)
   ) {
-    return prefix.endsWith(':') ? prefix : `${prefix}:`;
+    return prefix;
   }
-  throw new ValidationError(
-    'INVALID_OPTIONS',
-    `[${adapterName}] Invalid key prefix ${JSON.stringify(String(prefix)).slice(0, 80)}: use 1 to ` +
-      `${MAX_PREFIX_LENGTH - 1} printable ASCII characters without spaces, braces or glob characters (* ? [ ] \\), ` +
-      `e.g. "${DEFAULT_PREFIX}".`,
+  throw invalidOptions(
+    adapterName,
+    `prefix ${JSON.stringify(String(prefix)).slice(0, 80)} must be 1 to ${MAX_PREFIX_LENGTH - 1} printable ` +
+      `ASCII characters without spaces, braces or glob characters (* ? [ ] \\), e.g. "${DEFAULT_PREFIX}".`,
   );
+}
+
+/** What keys start with: the prefix, and a `:` after it when it does not end with one. */
+export function keyPrefixOf(prefix: string): string {
+  return prefix.endsWith(':') ? prefix : `${prefix}:`;
 }
 
 /**
  * The key part of a user: `userKey(userId)` percent-encoded (as `encodeURIComponent` does), so it never holds
- * `:`, braces or spaces. Because every prefix ends with `:` and no user part contains one, a key names exactly
+ * `:`, braces or spaces. Because every key prefix ends with `:` and no user part holds one, a key names exactly
  * one prefix and one user: no userId can reach outside its prefix or collide with another user.
  */
 export function encodeUserKey(key: string): string {

@@ -1,173 +1,168 @@
-import { ValidationError } from '@cagey-sessions/core';
-import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import {
+  type ClientSource,
+  checkOptionKeys,
+  clientOrUrl,
+  invalidOptions,
+  parseDuration,
+  parsePositiveInteger,
+  passwordOfUrl,
+} from '@cagey-sessions/core/adapter-kit';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import ms from 'ms';
+import { isIoredisClient } from './connection.js';
+import { checkPrefix, DEFAULT_PREFIX } from './keys.js';
 
-/** Parses the `ttl` option to milliseconds; `undefined` keeps data forever. Throws INVALID_OPTIONS. */
-export function parseTtl(adapterName: string, ttl: unknown): number | undefined {
-  if (ttl === undefined) return undefined;
-  let milliseconds = Number.NaN;
-  if (typeof ttl === 'number') milliseconds = Math.round(ttl * 1000);
-  else if (typeof ttl === 'string') {
-    try {
-      milliseconds = ms(ttl as ms.StringValue);
-    } catch {
-      // ms throws on an empty string; the error below explains the format.
-    }
-  }
-  if (Number.isSafeInteger(milliseconds) && milliseconds > 0) return milliseconds;
-  throw new ValidationError(
-    'INVALID_OPTIONS',
-    `[${adapterName}] Invalid ttl ${JSON.stringify(ttl)?.slice(0, 40)}: use a duration string such as '7d' or ` +
-      'a positive number of seconds, or leave ttl out to keep user data until it is deleted.',
-  );
-}
-
+/** Default of the `batchSize` option. */
+export const DEFAULT_BATCH_SIZE = 1000;
 /** Default of the `connectTimeout` option. */
 export const DEFAULT_CONNECT_TIMEOUT = '5s';
-/** Node's timers take at most this many milliseconds. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Parses the `connectTimeout` option (milliseconds, or a duration string for `ms`). Throws INVALID_OPTIONS. */
-export function parseConnectTimeout(adapterName: string, value: unknown): number {
-  let milliseconds = Number.NaN;
-  const given = value === undefined ? DEFAULT_CONNECT_TIMEOUT : value;
-  if (typeof given === 'number') milliseconds = Math.round(given);
-  else if (typeof given === 'string') {
-    try {
-      milliseconds = ms(given as ms.StringValue);
-    } catch {
-      // ms throws on an empty string; the error below explains the format.
-    }
-  }
-  if (Number.isSafeInteger(milliseconds) && milliseconds > 0 && milliseconds <= MAX_TIMER_MS) {
-    return milliseconds;
-  }
-  throw new ValidationError(
-    'INVALID_OPTIONS',
-    `[${adapterName}] Invalid connectTimeout ${JSON.stringify(value)?.slice(0, 40)}: use a duration string ` +
-      `such as '5s' or a positive number of milliseconds (default '${DEFAULT_CONNECT_TIMEOUT}').`,
-  );
+/** Options every way of constructing the adapter shares. */
+export interface RedisAdapterCommonOptions {
+  /**
+   * Prepended to every key. Printable ASCII without spaces, braces or glob characters; keys get a `:` after it
+   * when it does not end with one. Two adapters with different prefixes never see each other's users.
+   * Default `cagey:user:`.
+   */
+  prefix?: string;
+  /**
+   * Expire a user's key this long after its last write: a number of milliseconds, or a duration string for
+   * `ms`, e.g. `'7d'`. Applied on every save and delete; off by default, so data stays until deleted.
+   */
+  ttl?: string | number;
+  /** Records per `save` call: the batch size core's pipeline uses with this adapter. Default 1000. */
+  batchSize?: number;
 }
 
-/** Throws INVALID_OPTIONS unless `value` is a positive integer. */
-export function parsePositiveInteger(
-  adapterName: string,
-  what: string,
-  value: unknown,
-  fallback: number,
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value;
-  throw new ValidationError(
-    'INVALID_OPTIONS',
-    `[${adapterName}] Invalid ${what} ${JSON.stringify(value)?.slice(0, 40)}: expected a positive integer.`,
-  );
+/** Construct over a client you own: the adapter never closes it. */
+export interface RedisAdapterClientOptions extends RedisAdapterCommonOptions {
+  /** An ioredis `Redis` or `Cluster` instance. */
+  client: Redis | Cluster;
+  url?: never;
+  /** Only for a client the adapter opens: configure your own client in ioredis. */
+  clientOptions?: never;
+  /** Only for a client the adapter opens: configure your own client's timeouts in ioredis. */
+  connectTimeout?: never;
 }
 
-const CLUSTER_SCHEMES = new Set(['redis+cluster', 'rediss+cluster']);
-const STANDALONE_SCHEMES = new Set(['redis', 'rediss']);
+/** Construct from a URL: the adapter opens the client and closes it in `close()`. */
+export interface RedisAdapterUrlOptions extends RedisAdapterCommonOptions {
+  /**
+   * `redis://[user:password@]host:port[/db]`, `rediss://…` for TLS, or for a Redis Cluster
+   * `redis+cluster://[user:password@]host1:port1,host2:port2` (`rediss+cluster://…` for TLS): the listed nodes
+   * are seeds, the rest of the cluster is discovered.
+   */
+  url: string;
+  client?: never;
+  /** Passed to ioredis: `RedisOptions` for a `redis://` URL, `ClusterOptions` for a `redis+cluster://` URL. */
+  clientOptions?: RedisOptions | ClusterOptions;
+  /**
+   * How long a call waits for a connection to Redis before it fails: a number of milliseconds, or a duration
+   * string for `ms`, e.g. `'5s'`. Also bounds a TCP connect and the silence of a server while a reply is due;
+   * the client keeps reconnecting in the background, so calls succeed again once Redis is back. Default `'5s'`.
+   */
+  connectTimeout?: string | number;
+}
+
+export type RedisAdapterOptions = RedisAdapterClientOptions | RedisAdapterUrlOptions;
+
+/** What `createRedisAdapter` takes: the same options, `client` and `url` both optional (then `REDIS_URL`). */
+export type CreateRedisAdapterOptions = RedisAdapterCommonOptions & {
+  client?: Redis | Cluster;
+  url?: string;
+  clientOptions?: RedisOptions | ClusterOptions;
+  connectTimeout?: string | number;
+};
+
+/** The options, checked and in the units the adapter works in. */
+export interface ResolvedOptions {
+  /** An injected client, or the URL of the client the adapter opens. */
+  source: ClientSource<Redis | Cluster>;
+  /** `clientOptions`, for a client the adapter opens. */
+  clientOptions: RedisOptions | ClusterOptions | undefined;
+  /** For a client the adapter opens; `undefined` for an injected client. */
+  connectTimeoutMs: number | undefined;
+  /** The prefix as given (or the default). */
+  prefix: string;
+  /** Milliseconds; `undefined` when keys do not expire. */
+  ttlMs: number | undefined;
+  batchSize: number;
+  /** Passwords in the URL and `clientOptions`, removed from every error (the client's own are added later). */
+  secrets: (string | undefined)[];
+}
+
+const OPTION_KEYS = ['client', 'url', 'clientOptions', 'connectTimeout', 'prefix', 'ttl', 'batchSize'];
+const RENAMED_OPTIONS = { maxBatchSize: 'batchSize' };
+
+/** Where `createRedisAdapter` finds a URL when given neither client nor url. */
+export const URL_ENV_VAR = 'REDIS_URL';
+const CLIENT_NOUN = 'an ioredis Redis or Cluster';
 
 /**
- * ioredis settings of a client the adapter opens, so that an unreachable server makes calls fail within
- * `connectTimeoutMs` instead of waiting in ioredis' queues, while the client keeps reconnecting:
- * - `connectTimeout`: a TCP connection that is not established in time is dropped and retried;
- * - `socketTimeout`: a connection that stays silent while a reply is due (a server that accepts and never
- *   answers, even during the handshake; a peer gone without closing) is dropped and retried;
- * - `maxRetriesPerRequest: 0`: a command waiting for a connection, or unanswered when its connection dropped,
- *   fails at the next failed connection attempt instead of being sent again after up to 20 of them.
- * Settings the caller passes in `clientOptions` win.
+ * Checks the options and brings them into the adapter's units; without client and url, the URL comes from the
+ * environment variable `envVar` when given (the factory's fallback). Throws INVALID_OPTIONS.
  */
-function connectionDefaults(connectTimeoutMs: number): RedisOptions {
-  return { connectTimeout: connectTimeoutMs, socketTimeout: connectTimeoutMs, maxRetriesPerRequest: 0 };
-}
+export function resolveOptions(adapterName: string, given: unknown, envVar?: string): ResolvedOptions {
+  if (typeof given !== 'object' || given === null) {
+    throw invalidOptions(adapterName, 'options are required: { client } or { url }.');
+  }
+  checkOptionKeys(adapterName, given, OPTION_KEYS, RENAMED_OPTIONS);
+  const options = given as CreateRedisAdapterOptions;
+  // A null option is refused rather than read as "the default": `connectTimeout: null` could mean "none".
+  const nullKey = Object.keys(options).find((key) => options[key as keyof typeof options] === null);
+  if (nullKey !== undefined) throw invalidOptions(adapterName, `${nullKey} is null: leave it out instead.`);
 
-/**
- * Opens a client for a URL. `redis://` and `rediss://` give a standalone `Redis` (ioredis parses the URL);
- * `redis+cluster://[user:password@]host1:port1,host2:port2` (or `rediss+cluster://` for TLS) gives a `Cluster`
- * seeded with those nodes. Error messages never repeat the URL: it may hold a password.
- */
-export function openClient(
-  adapterName: string,
-  url: unknown,
-  clientOptions: RedisOptions | ClusterOptions | undefined,
-  connectTimeoutMs: number,
-): Redis | Cluster {
-  const scheme =
-    typeof url === 'string' ? /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase() : undefined;
-  if (typeof url !== 'string' || scheme === undefined) {
-    throw invalidUrl(adapterName, 'expected a string such as redis://127.0.0.1:6379');
-  }
-  if (STANDALONE_SCHEMES.has(scheme)) {
-    try {
-      return new Redis(url, {
-        ...connectionDefaults(connectTimeoutMs),
-        ...(clientOptions as RedisOptions | undefined),
-      });
-    } catch {
-      throw invalidUrl(adapterName, 'ioredis could not parse it');
-    }
-  }
-  if (CLUSTER_SCHEMES.has(scheme)) {
-    const { nodes, username, password } = parseClusterUrl(adapterName, url.slice(scheme.length + 3));
-    const options = { ...(clientOptions as ClusterOptions | undefined) };
-    options.redisOptions = {
-      ...connectionDefaults(connectTimeoutMs),
-      ...(username === undefined ? {} : { username }),
-      ...(password === undefined ? {} : { password }),
-      ...(scheme === 'rediss+cluster' ? { tls: {} } : {}),
-      ...options.redisOptions,
-    };
-    return new Cluster(nodes, options);
-  }
-  throw invalidUrl(
-    adapterName,
-    `unsupported scheme "${scheme}": use redis://, rediss://, redis+cluster:// or rediss+cluster://`,
-  );
-}
-
-function parseClusterUrl(
-  adapterName: string,
-  rest: string,
-): { nodes: { host: string; port: number }[]; username?: string; password?: string } {
-  const end = rest.search(/[/?#]/);
-  const authority = end === -1 ? rest : rest.slice(0, end);
-  const path = end === -1 ? '' : rest.slice(end);
-  if (path !== '' && !/^\/0?$/.test(path)) {
-    throw invalidUrl(adapterName, 'a Redis Cluster has only database 0 and takes no query parameters');
-  }
-  const at = authority.lastIndexOf('@');
-  const hosts = at === -1 ? authority : authority.slice(at + 1);
-  let username: string | undefined;
-  let password: string | undefined;
-  if (at !== -1) {
-    const credentials = authority.slice(0, at);
-    const colon = credentials.indexOf(':');
-    try {
-      const user = decodeURIComponent(colon === -1 ? credentials : credentials.slice(0, colon));
-      if (user !== '') username = user;
-      if (colon !== -1) password = decodeURIComponent(credentials.slice(colon + 1));
-    } catch {
-      throw invalidUrl(adapterName, 'its credentials are not valid percent-encoding');
-    }
-  }
-  const nodes = hosts.split(',').map((node) => {
-    const match = /^(\[[0-9a-f:.]+\]|[^\s:[\]]+)(?::(\d{1,5}))?$/i.exec(node);
-    const port = match?.[2] === undefined ? 6379 : Number(match[2]);
-    if (!match || port < 1 || port > 65535) {
-      throw invalidUrl(adapterName, 'expected comma-separated host:port pairs after redis+cluster://');
-    }
-    return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+  const source = clientOrUrl<Redis | Cluster>(adapterName, options, {
+    schemes: ['redis', 'rediss', 'redis+cluster', 'rediss+cluster'],
+    clientNoun: CLIENT_NOUN,
+    ...(envVar === undefined ? {} : { envVar }),
   });
+  const owned = source.kind === 'url';
+  if (!owned && !isIoredisClient(source.client)) {
+    throw invalidOptions(adapterName, `client must be ${CLIENT_NOUN} instance.`);
+  }
+  if (!owned && (options.connectTimeout !== undefined || options.clientOptions !== undefined)) {
+    throw invalidOptions(
+      adapterName,
+      'connectTimeout and clientOptions apply to a client the adapter opens from a url; set ioredis options ' +
+        '(connectTimeout, socketTimeout, maxRetriesPerRequest) on your own client instead.',
+    );
+  }
   return {
-    nodes,
-    ...(username === undefined ? {} : { username }),
-    ...(password === undefined ? {} : { password }),
+    source,
+    clientOptions: options.clientOptions,
+    connectTimeoutMs: owned
+      ? parseDuration(adapterName, 'connectTimeout', options.connectTimeout, DEFAULT_CONNECT_TIMEOUT)
+      : undefined,
+    prefix: checkPrefix(adapterName, options.prefix ?? DEFAULT_PREFIX),
+    ttlMs: parseTtl(adapterName, options.ttl),
+    batchSize: parsePositiveInteger(adapterName, 'batchSize', options.batchSize, DEFAULT_BATCH_SIZE),
+    secrets: owned ? [passwordOfUrl(source.url), ...passwordsOf(options.clientOptions)] : [],
   };
 }
 
-function invalidUrl(adapterName: string, reason: string): ValidationError {
-  return new ValidationError(
-    'INVALID_OPTIONS',
-    `[${adapterName}] Invalid url (not shown, it may hold a password): ${reason}.`,
+/** Node's timers take at most this many milliseconds, and so does `parseDuration`. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * `ttl` in milliseconds. Redis keeps keys far longer than a Node.js timer runs, so a TTL beyond the 24.8 days
+ * `parseDuration` accepts (e.g. `'30d'`) is taken here; everything else is `parseDuration`'s.
+ */
+function parseTtl(adapterName: string, ttl: unknown): number | undefined {
+  const long = typeof ttl === 'string' && ttl !== '' ? Math.round(ms(ttl as ms.StringValue)) : ttl;
+  if (typeof long === 'number' && Number.isSafeInteger(long) && long > MAX_TIMER_MS) return long;
+  return parseDuration(adapterName, 'ttl', ttl);
+}
+
+/** Passwords in ioredis options: the client's own, a Cluster's `redisOptions`, Sentinel's. */
+export function passwordsOf(options: unknown): (string | undefined)[] {
+  if (typeof options !== 'object' || options === null) return [];
+  const { password, sentinelPassword, redisOptions } = options as {
+    password?: unknown;
+    sentinelPassword?: unknown;
+    redisOptions?: { password?: unknown };
+  };
+  return [password, sentinelPassword, redisOptions?.password].filter(
+    (value): value is string => typeof value === 'string',
   );
 }

@@ -26,9 +26,13 @@ describe('key prefix', () => {
     expect(DEFAULT_PREFIX).toBe('cagey:user:');
   });
 
-  it('gets a trailing colon when it has none', () => {
-    expect(new RedisAdapter({ client: idleClient(), prefix: 'game1' }).prefix).toBe('game1:');
-    expect(new RedisAdapter({ client: idleClient(), prefix: 'game1:' }).prefix).toBe('game1:');
+  it('is exposed as given, and keys get a colon after it when it has none', () => {
+    const bare = new RedisAdapter({ client: idleClient(), prefix: 'game1' });
+    expect(bare.prefix).toBe('game1');
+    expect(bare.keyFor('alice')).toBe('game1:alice');
+    const withColon = new RedisAdapter({ client: idleClient(), prefix: 'game1:' });
+    expect(withColon.prefix).toBe('game1:');
+    expect(withColon.keyFor('alice')).toBe('game1:alice');
   });
 
   it.each([
@@ -76,15 +80,29 @@ describe('ttl', () => {
     expect(new RedisAdapter({ client: idleClient() }).ttlMs).toBeUndefined();
   });
 
-  it('takes a duration string or a number of seconds', () => {
+  it('takes a duration string or a number of milliseconds', () => {
     expect(new RedisAdapter({ client: idleClient(), ttl: '7d' }).ttlMs).toBe(7 * 24 * 3600 * 1000);
-    expect(new RedisAdapter({ client: idleClient(), ttl: 90 }).ttlMs).toBe(90_000);
-    expect(new RedisAdapter({ client: idleClient(), ttl: 0.25 }).ttlMs).toBe(250);
+    expect(new RedisAdapter({ client: idleClient(), ttl: 90_000 }).ttlMs).toBe(90_000);
+    expect(new RedisAdapter({ client: idleClient(), ttl: '250ms' }).ttlMs).toBe(250);
   });
 
-  it.each([0, -5, Number.NaN, 'soon', '', '-1d'])('refuses %s', (ttl) => {
-    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), ttl }));
+  it('takes a number below 1000 as milliseconds, not seconds', () => {
+    expect(new RedisAdapter({ client: idleClient(), ttl: 90 }).ttlMs).toBe(90);
+    expect(new RedisAdapter({ client: idleClient(), ttl: 1 }).ttlMs).toBe(1);
   });
+
+  it('takes durations longer than a Node.js timer runs (24.8 days), as Redis keeps keys that long', () => {
+    expect(new RedisAdapter({ client: idleClient(), ttl: '30d' }).ttlMs).toBe(30 * 24 * 3600 * 1000);
+    expect(new RedisAdapter({ client: idleClient(), ttl: '1y' }).ttlMs).toBe(31_557_600_000);
+    expect(new RedisAdapter({ client: idleClient(), ttl: 2 ** 31 }).ttlMs).toBe(2 ** 31);
+  });
+
+  it.each([0, -5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, 'soon', '', '-1d', null])(
+    'refuses %s',
+    (ttl) => {
+      expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), ttl: ttl as never }));
+    },
+  );
 });
 
 describe('connectTimeout', () => {
@@ -193,10 +211,41 @@ describe('construction', () => {
     expectInvalidOptions(() => new RedisAdapter({ client: {} as never }));
   });
 
-  it('refuses a non-positive maxBatchSize', () => {
-    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), maxBatchSize: 0 }));
-    expect(new RedisAdapter({ client: idleClient(), maxBatchSize: 50 }).maxBatchSize).toBe(50);
+  it('takes batchSize as the maxBatchSize core uses, and refuses a non-positive one', () => {
+    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), batchSize: 0 }));
+    expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), batchSize: 1.5 }));
+    expect(new RedisAdapter({ client: idleClient(), batchSize: 50 }).maxBatchSize).toBe(50);
     expect(new RedisAdapter({ client: idleClient() }).maxBatchSize).toBe(1000);
+  });
+
+  it('refuses the old option maxBatchSize, naming its new name', () => {
+    const error = expectInvalidOptions(
+      () => new RedisAdapter({ client: idleClient(), maxBatchSize: 50 } as never),
+    );
+    expect(error.message).toBe('[redis] Invalid options: "maxBatchSize" was renamed to batchSize.');
+  });
+
+  it('refuses an unknown option, naming the nearest known one', () => {
+    const error = expectInvalidOptions(() => new RedisAdapter({ client: idleClient(), tll: '7d' } as never));
+    expect(error.message).toContain('Did you mean ttl?');
+    expect(
+      expectInvalidOptions(() => createRedisAdapter({ url: 'redis://127.0.0.1:1', prefx: 'p' } as never))
+        .message,
+    ).toContain('Did you mean prefix?');
+  });
+
+  it('refuses an option set to null instead of reading it as the default', () => {
+    const error = expectInvalidOptions(
+      () => new RedisAdapter({ client: idleClient(), prefix: null } as never),
+    );
+    expect(error.message).toContain('prefix');
+  });
+
+  it('refuses clientOptions with an injected client, which its owner configures', () => {
+    const error = expectInvalidOptions(
+      () => new RedisAdapter({ client: idleClient(), clientOptions: { db: 1 } } as never),
+    );
+    expect(error.message).toContain('clientOptions');
   });
 
   it('does not repeat a url holding a password in its error', () => {
@@ -239,7 +288,7 @@ describe('construction', () => {
     process.env.REDIS_URL = 'redis://127.0.0.1:6391';
     const adapter = createRedisAdapter({ prefix: 'env', clientOptions: { lazyConnect: true } });
     expect((adapter.client as Redis).options.port).toBe(6391);
-    expect(adapter.prefix).toBe('env:');
+    expect(adapter.keyFor('u')).toBe('env:u');
     await adapter.close();
   });
 

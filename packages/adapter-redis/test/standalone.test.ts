@@ -359,7 +359,7 @@ describe.skipIf(!url)('RedisAdapter on a standalone server', () => {
     });
 
     it('makes Redis drop the user once it elapses', async () => {
-      const a = adapter({ ttl: 0.2 });
+      const a = adapter({ ttl: 200 });
       const subscriber = new Redis(url!);
       try {
         await raw.config('SET', 'notify-keyspace-events', 'Ex');
@@ -392,6 +392,13 @@ describe.skipIf(!url)('RedisAdapter on a standalone server', () => {
     it('closes a client it opened from a url', async () => {
       const a = adapter();
       await a.load('anyone');
+      await a.close();
+      expect(a.client.status).toBe('end');
+    });
+
+    it('closes a client it opened from a url even when no call was made', async () => {
+      const a = adapter();
+      await vi.waitFor(() => expect(a.client.status).toBe('ready'), { timeout: 5000, interval: 10 });
       await a.close();
       expect(a.client.status).toBe('end');
     });
