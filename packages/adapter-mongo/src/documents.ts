@@ -1,5 +1,6 @@
 import { ValidationError } from '@cagey-sessions/core';
-import { BSON } from 'mongodb';
+import type { StoredVersion } from '@cagey-sessions/core/adapter-kit';
+import { BSON, type Collection } from 'mongodb';
 
 /** MongoDB's (and FerretDB's) limit on one stored document. */
 export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
@@ -18,6 +19,37 @@ export interface UserDocument {
   writeId?: string;
   /** Present (true) only on a tombstone: the user was deleted; `version` keeps counting. */
   deleted?: true;
+}
+
+/** The fields of a document that tell its version state (see `storedVersionOf`). */
+export const STORED_VERSION_PROJECTION = { version: 1, writeId: 1, deleted: 1 } as const;
+
+/** A user without a document: never written. */
+export const NEVER_WRITTEN: StoredVersion = { version: 0, live: false };
+
+/** A document's version state, as `decideWrite` takes it: a tombstone is not live and has no write id. */
+export function storedVersionOf(
+  document: Pick<UserDocument, 'version' | 'writeId' | 'deleted'> | null,
+): StoredVersion {
+  if (document === null) return NEVER_WRITTEN;
+  if (document.deleted === true) return { version: document.version, live: false };
+  return { version: document.version, live: true, writeId: document.writeId };
+}
+
+/** The version states of the documents of `keys`, in one `find`; keys without a document are left out. */
+export async function readStoredVersions(
+  collection: Collection<UserDocument>,
+  keys: string[],
+): Promise<Map<string, StoredVersion>> {
+  const documents = await collection
+    .find(
+      { _id: { $in: keys } },
+      { projection: STORED_VERSION_PROJECTION, batchSize: Math.max(keys.length, 1) },
+    )
+    .toArray();
+  const states = new Map<string, StoredVersion>();
+  for (const document of documents) states.set(document._id, storedVersionOf(document));
+  return states;
 }
 
 /**
