@@ -8,25 +8,32 @@ import {
   type StoredUser,
   type UserData,
   type UserId,
-  userKey,
-  ValidationError,
 } from '@cagey-sessions/core';
 import {
+  ClientLifecycle,
   checkExpectedVersion,
+  chunkByCountAndSize,
   type PreparedRecord,
-  passwordOfUrl,
   saveBatch,
+  userKey,
   wrapDriverError,
 } from '@cagey-sessions/core/adapter-kit';
+import { type OwnPool, openPool, passwordsOf } from './connection.js';
 import {
-  ADAPTER_NAME,
+  type CreatePostgresAdapterOptions,
+  type PostgresAdapterOptions,
+  type PostgresClient,
+  type ResolvedOptions,
+  resolveOptions,
+  URL_ENV_VAR,
+} from './options.js';
+import {
   addWriteIdSql,
-  DEFAULT_TABLE,
   deleteSql,
   isDataError,
+  isMissingWriteId,
   isTransient,
   loadSql,
-  parseTableName,
   RECORD_SEPARATOR,
   saveSql,
   setupSql,
@@ -34,70 +41,7 @@ import {
 } from './sql.js';
 import { findUnstorable, unstorableError } from './unstorable.js';
 
-/**
- * What the adapter needs from a client: `query(text, values)` resolving to `{ rows }`. A `pg.Pool`, a
- * `pg.Client` and an `@electric-sql/pglite` instance all fit unchanged.
- */
-export interface PostgresClient {
-  query(text: string, values?: unknown[]): Promise<{ rows: readonly unknown[] }>;
-}
-
-/** Settings for the pool the adapter opens itself from `url` (passed to `pg.Pool`). */
-export interface PostgresPoolOptions {
-  /** Most connections the pool opens. Default 10. */
-  max?: number;
-  /** Milliseconds to wait for a connection before a query fails. Overrides the adapter's `connectTimeout`. */
-  connectionTimeoutMillis?: number;
-  /**
-   * The password, when `url` has none (the URL's password wins). pg itself ignores this option next to a
-   * connection string, so the adapter writes it into the URL it hands to pg; a password function cannot be.
-   */
-  password?: string;
-  /** Milliseconds an idle connection stays open. pg's default (10,000) when absent. */
-  idleTimeoutMillis?: number;
-  /** Any other `pg.Pool` option, e.g. `ssl` or `application_name`. */
-  [option: string]: unknown;
-}
-
-/** Options common to both ways of constructing the adapter. */
-export interface PostgresAdapterBaseOptions {
-  /**
-   * Table holding the user data: `'player_sessions'` or `'schema.table'`. Each part: letters, digits and
-   * underscores, not starting with a digit, at most 63 characters. Default `cagey_user_data`.
-   */
-  table?: string;
-  /** Most records written in one statement (`maxBatchSize`); larger `save` calls are split. Default 500. */
-  batchSize?: number;
-  /**
-   * Only with `url`: how long a call waits for a connection of the adapter's pool (connecting, authenticating,
-   * or waiting for a free one) before it fails, so an unreachable server fails calls quickly instead of hanging.
-   * Milliseconds or an `ms` string such as `'5s'`. Default `'5s'`. `pool.connectionTimeoutMillis` wins when given.
-   */
-  connectTimeout?: number | string;
-}
-
-export type PostgresAdapterOptions = PostgresAdapterBaseOptions &
-  (
-    | {
-        /** An existing `pg.Pool`, `pg.Client` or PGlite instance. It stays open after `close()`. */
-        client: PostgresClient;
-        url?: never;
-        pool?: never;
-      }
-    | {
-        /** A connection string; the adapter opens a `pg.Pool` (pg must be installed) and closes it in `close()`. */
-        url: string;
-        client?: never;
-        /** Options for that pool. */
-        pool?: PostgresPoolOptions;
-      }
-  );
-
-export const DEFAULT_BATCH_SIZE = 500;
-/** Default `connectTimeout`. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
-/** Largest batch accepted by `batchSize`; beyond it statements get unwieldy for no gain. */
-export const MAX_BATCH_SIZE = 50_000;
+export const ADAPTER_NAME = 'postgres';
 /** A statement carries at most this much JSON text; larger batches are split (a lone bigger record goes alone). */
 const MAX_STATEMENT_CHARS = 64 * 1024 * 1024;
 /**
@@ -111,117 +55,76 @@ const RACE_RETRIES = 5;
  */
 const TRANSIENT_RETRIES = 5;
 
-interface PoolLike extends PostgresClient {
-  end(): Promise<void>;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-}
-
 /**
  * Stores user data in one PostgreSQL table (see the README for the DDL): one row per user, `data` jsonb (NULL
  * for a deleted user's tombstone), a `version` that only grows. A batch is one statement.
  */
 export class PostgresAdapter implements PersistenceAdapter {
   readonly name = ADAPTER_NAME;
+  /** The `batchSize` option: most records in one statement. */
   readonly maxBatchSize: number;
-  /** The table in SQL form, e.g. `"game"."players"`. */
+  /** The `table` option as given, e.g. `game.players` (default `cagey_user_data`). */
   readonly table: string;
 
-  readonly #table: TableName;
+  readonly #options: ResolvedOptions;
   readonly #sql: { load: string; save: string; delete: string; setup: string };
-  readonly #client: PostgresClient | undefined;
-  readonly #url: string | undefined;
-  readonly #poolOptions: PostgresPoolOptions | undefined;
-  readonly #connectTimeoutMs: number;
-  /** Set when the adapter opened the pool itself (from `url`); only then does `close()` end it. */
-  #ownPool: Promise<PoolLike> | undefined;
-  #closed: Promise<void> | undefined;
+  /** Over the given client, or the pool the adapter opens (and ends) itself. */
+  readonly #lifecycle: ClientLifecycle<PostgresClient> | ClientLifecycle<OwnPool>;
 
   constructor(options: PostgresAdapterOptions) {
-    if (typeof options !== 'object' || options === null) throw invalidOptions('options must be an object.');
-    const { client, url } = options;
-    if ((client === undefined) === (url === undefined)) {
-      throw invalidOptions('pass exactly one of `client` (a pg.Pool, pg.Client or PGlite) or `url`.');
-    }
-    if (client !== undefined && typeof (client as Partial<PostgresClient>).query !== 'function') {
-      throw invalidOptions(
-        '`client` must have a query(text, values) method (a pg.Pool, pg.Client or PGlite).',
-      );
-    }
-    if (url !== undefined && (typeof url !== 'string' || url.length === 0)) {
-      throw invalidOptions('`url` must be a non-empty connection string.');
-    }
-    const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
-    if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
-      throw invalidOptions(`\`batchSize\` must be an integer from 1 to ${MAX_BATCH_SIZE}.`);
-    }
-    this.#connectTimeoutMs = parseDuration(
-      'connectTimeout',
-      options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    );
-    if (options.pool !== undefined && (typeof options.pool !== 'object' || options.pool === null)) {
-      throw invalidOptions('`pool` must be an object of pg.Pool options.');
-    }
-    const poolPassword = options.pool?.password;
-    if (poolPassword !== undefined && typeof poolPassword !== 'string') {
-      throw invalidOptions(
-        '`pool.password` must be a string: pg ignores any other password next to a connection string ' +
-          '(for a password function, pass your own pg.Pool as `client`).',
-      );
-    }
-    this.#table = parseTableName(options.table ?? DEFAULT_TABLE);
-    this.table = this.#table.quoted;
-    this.maxBatchSize = batchSize;
-    this.#client = client;
-    this.#url = url;
-    this.#poolOptions = options.pool;
+    const resolved = resolveOptions(ADAPTER_NAME, options);
+    const { source, table } = resolved;
+    this.#options = resolved;
+    this.table = table.name;
+    this.maxBatchSize = resolved.batchSize;
     this.#sql = {
-      load: loadSql(this.#table),
-      save: saveSql(this.#table),
-      delete: deleteSql(this.#table),
-      setup: setupSql(this.#table),
+      load: loadSql(table),
+      save: saveSql(table),
+      delete: deleteSql(table),
+      setup: setupSql(table),
     };
+    this.#lifecycle =
+      source.kind === 'client'
+        ? new ClientLifecycle(ADAPTER_NAME, { given: source.client })
+        : new ClientLifecycle<OwnPool>(ADAPTER_NAME, {
+            open: () => openPool(ADAPTER_NAME, source.url, resolved.clientOptions, resolved.connectTimeoutMs),
+            release: async (pool) => {
+              try {
+                await pool.end();
+              } catch (error) {
+                throw this.#error('close', error);
+              }
+            },
+          });
   }
 
   /** Creates the table when it is missing. Idempotent; safe when several processes run it at once. */
   async setup(): Promise<void> {
-    const client = await this.#use('setup');
-    try {
-      await client.query(this.#sql.setup);
-    } catch (error) {
-      throw this.#error('setup', error);
-    }
+    const client = await this.#client('setup');
+    await this.#query(client, 'setup', this.#sql.setup);
   }
 
   async load(userId: UserId): Promise<StoredUser | undefined> {
-    const client = await this.#use('load');
-    const key = userKey(userId);
-    let rows: readonly unknown[];
-    try {
-      ({ rows } = await client.query(this.#sql.load, [key]));
-    } catch (error) {
-      throw this.#error('load', error);
-    }
+    const client = await this.#client('load');
+    const rows = await this.#query(client, 'load', this.#sql.load, [userKey(userId)]);
     const row = rows[0] as { data: string; version: unknown } | undefined;
     if (row === undefined) return undefined;
     return { userData: JSON.parse(row.data) as UserData, version: Number(row.version) };
   }
 
   async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
-    const client = await this.#use('save');
-    return saveBatch(this.name, records, (prepared) => this.#write(client, prepared));
+    const client = await this.#client('save');
+    // #write wraps driver errors itself: a failed later statement becomes its records' error results.
+    return saveBatch(ADAPTER_NAME, records, (prepared) => this.#write(client, prepared));
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
-    const client = await this.#use('delete');
+    const client = await this.#client('delete');
     const key = userKey(userId);
     const expected = checkExpectedVersion(expectedVersion);
     for (let attempt = 0; ; attempt++) {
-      let row: { deleted: unknown; current: unknown };
-      try {
-        row = (await client.query(this.#sql.delete, [key, expected ?? null])).rows[0] as typeof row;
-      } catch (error) {
-        throw this.#error('delete', error);
-      }
+      const rows = await this.#query(client, 'delete', this.#sql.delete, [key, expected ?? null]);
+      const row = rows[0] as { deleted: unknown; current: unknown };
       if (row.deleted !== null) return true;
       if (row.current === null) return false;
       const current = Number(row.current);
@@ -233,64 +136,36 @@ export class PostgresAdapter implements PersistenceAdapter {
 
   /** Idempotent. Ends the pool only when the adapter opened it from `url`; an injected client stays open. */
   close(): Promise<void> {
-    this.#closed ??= (async () => {
-      const pool = this.#ownPool;
-      if (pool === undefined) return;
-      let opened: PoolLike;
-      try {
-        opened = await pool;
-      } catch {
-        return;
-      }
-      try {
-        await opened.end();
-      } catch (error) {
-        throw this.#error('close', error);
-      }
-    })();
-    return this.#closed;
+    return this.#lifecycle.close();
   }
 
-  async #use(operation: string): Promise<PostgresClient> {
-    if (this.#closed !== undefined) {
-      throw new AdapterError(this.name, `${operation} failed: the adapter is closed.`, {
-        code: 'ADAPTER_CLOSED',
-      });
-    }
-    if (this.#client !== undefined) return this.#client;
-    this.#ownPool ??= this.#openPool();
+  /** The client for `operation` (ADAPTER_CLOSED after `close()`); a pool that cannot be opened is wrapped. */
+  async #client(operation: string): Promise<PostgresClient> {
     try {
-      return await this.#ownPool;
+      return await this.#lifecycle.client(operation);
     } catch (error) {
       throw this.#error(operation, error);
     }
   }
 
-  async #openPool(): Promise<PoolLike> {
-    let Pool: typeof import('pg').Pool;
+  async #query(
+    client: PostgresClient,
+    operation: string,
+    text: string,
+    values?: unknown[],
+  ): Promise<readonly unknown[]> {
     try {
-      ({ Pool } = (await import('pg')).default);
+      return (await client.query(text, values)).rows;
     } catch (error) {
-      throw new AdapterError(this.name, 'the `url` option needs the `pg` package: npm install pg', {
-        cause: error,
-      });
+      throw this.#error(operation, error);
     }
-    const pool = new Pool({
-      max: 10,
-      connectionTimeoutMillis: this.#connectTimeoutMs,
-      ...this.#poolOptions,
-      connectionString: withPassword(this.#url!, this.#poolOptions?.password),
-    });
-    // An idle connection that the server drops (restart, failover) is reported here; without a listener the
-    // process would crash. The pool discards that connection and opens a new one on the next query.
-    pool.on('error', () => {});
-    return pool;
   }
 
   /**
    * Writes the validated records (at most one per user, see `saveBatch`): records the database would refuse
-   * fail alone before anything is sent, and the rest go in statements of at most `maxBatchSize` records. Rejects only when the first statement failed
-   * (so nothing was written); a later failure becomes the error result of each record not yet written.
+   * fail alone before anything is sent, and the rest go in statements of at most `maxBatchSize` records.
+   * Rejects only when the first statement failed (so nothing was written); a later failure becomes the error
+   * result of each record not yet written.
    */
   async #write(client: PostgresClient, prepared: PreparedRecord[]): Promise<SaveResult[]> {
     const results: SaveResult[] = new Array(prepared.length);
@@ -299,11 +174,14 @@ export class PostgresAdapter implements PersistenceAdapter {
       const record = prepared[i]!;
       const reason = findUnstorable(record.json);
       if (reason === undefined) sendable.push(i);
-      else results[i] = { status: 'error', error: unstorableError(record.json, reason) };
+      else results[i] = { status: 'error', error: unstorableError(ADAPTER_NAME, record.json, reason) };
     }
     // Every writer takes row locks in key order, so concurrent batches over the same users cannot deadlock.
     sendable.sort((a, b) => (prepared[a]!.key < prepared[b]!.key ? -1 : 1));
-    const units = this.#chunks(prepared, sendable);
+    const units = chunkByCountAndSize(sendable, (i) => prepared[i]!.json.length, {
+      maxCount: this.maxBatchSize,
+      maxSize: MAX_STATEMENT_CHARS,
+    });
     for (let u = 0; u < units.length; u++) {
       try {
         await this.#writeUnit(client, prepared, units[u]!, results, false);
@@ -318,24 +196,6 @@ export class PostgresAdapter implements PersistenceAdapter {
       }
     }
     return results;
-  }
-
-  #chunks(prepared: PreparedRecord[], indexes: number[]): number[][] {
-    const chunks: number[][] = [];
-    let chunk: number[] = [];
-    let chars = 0;
-    for (const i of indexes) {
-      const length = prepared[i]!.json.length;
-      if (chunk.length > 0 && (chunk.length >= this.maxBatchSize || chars + length > MAX_STATEMENT_CHARS)) {
-        chunks.push(chunk);
-        chunk = [];
-        chars = 0;
-      }
-      chunk.push(i);
-      chars += length;
-    }
-    if (chunk.length > 0) chunks.push(chunk);
-    return chunks;
   }
 
   /**
@@ -360,7 +220,7 @@ export class PostgresAdapter implements PersistenceAdapter {
         rows = (await client.query(this.#sql.save, saveParameters(prepared, pending))).rows;
         if (rows.length !== pending.length) {
           throw new AdapterError(
-            this.name,
+            ADAPTER_NAME,
             `save returned ${rows.length} rows for ${pending.length} records.`,
           );
         }
@@ -411,26 +271,13 @@ export class PostgresAdapter implements PersistenceAdapter {
   }
 
   /**
-   * Wraps a driver error with core's `wrapDriverError`, handing it every password the adapter can know, so that
-   * neither the message nor the (copied) `cause` holds one, at any depth.
+   * Wraps a driver error with the kit's `wrapDriverError`, handing it every password the adapter can know, so
+   * that neither the message nor the (copied) `cause` holds one, at any depth.
    */
   #error(operation: string, error: unknown): CageySessionsError {
-    const wrapped = wrapDriverError(this.name, operation, error, this.#secrets());
-    return isMissingWriteId(error) ? withMigrationHint(wrapped, this.#table) : wrapped;
-  }
-
-  /**
-   * The passwords this adapter may have been given: the one in `url`, `pool.password`, pg's PGPASSWORD, and for
-   * an injected pg.Pool or pg.Client its configured password or connection string. Read when an error is
-   * wrapped, since an injected pool's settings can change. A password given as a function is not known here.
-   */
-  #secrets(): (string | undefined)[] {
-    const secrets = [passwordOfUrl(this.#url), stringOrUndefined(this.#poolOptions?.password)];
-    if (this.#client !== undefined) secrets.push(...passwordsOfPgClient(this.#client));
-    if (this.#client === undefined || isPgClient(this.#client)) {
-      secrets.push(stringOrUndefined(process.env.PGPASSWORD));
-    }
-    return secrets;
+    const secrets = passwordsOf(this.#options.source, this.#options.clientOptions);
+    const wrapped = wrapDriverError(ADAPTER_NAME, operation, error, secrets);
+    return isMissingWriteId(error) ? withMigrationHint(wrapped, this.#options.table) : wrapped;
   }
 }
 
@@ -449,70 +296,6 @@ function saveParameters(prepared: PreparedRecord[], unit: number[]): unknown[] {
   return [keys, json.join(RECORD_SEPARATOR), expected, writeIds];
 }
 
-/**
- * pg ignores a `password` option next to a connection string (the string's empty password overrides it), so a
- * string `pool.password` goes into the URL when the URL has no password of its own. The URL's password wins.
- */
-function withPassword(url: string, password: unknown): string {
-  if (typeof password !== 'string' || password === '') return url;
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url);
-  if (scheme === null) return url;
-  const start = scheme[0].length;
-  let end = url.slice(start).search(/[/?#]/);
-  end = end === -1 ? url.length : start + end;
-  const authority = url.slice(start, end);
-  const at = authority.lastIndexOf('@');
-  const userinfo = at === -1 ? '' : authority.slice(0, at);
-  const colon = userinfo.indexOf(':');
-  if (colon !== -1 && colon < userinfo.length - 1) return url;
-  const user = colon === -1 ? userinfo : userinfo.slice(0, colon);
-  const host = authority.slice(at + 1);
-  return `${url.slice(0, start)}${user}:${encodeURIComponent(password)}@${host}${url.slice(end)}`;
-}
-
-function stringOrUndefined(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' ? value : undefined;
-}
-
-/**
- * A pg.Pool keeps its settings in `options` (the password non-enumerable), a pg.Client (or a pool's client) in
- * `connectionParameters` and `password`. PGlite has neither of these shapes, so it is left alone.
- */
-function isPgClient(client: PostgresClient): boolean {
-  const candidate = client as { options?: unknown; connectionParameters?: unknown };
-  return (
-    (typeof candidate.options === 'object' && candidate.options !== null) ||
-    (typeof candidate.connectionParameters === 'object' && candidate.connectionParameters !== null)
-  );
-}
-
-function passwordsOfPgClient(client: PostgresClient): (string | undefined)[] {
-  if (!isPgClient(client)) return [];
-  const found: (string | undefined)[] = [];
-  const read = (source: unknown, key: string): unknown => {
-    try {
-      return typeof source === 'object' && source !== null
-        ? (source as Record<string, unknown>)[key]
-        : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const pg = client as { options?: unknown; connectionParameters?: unknown };
-  for (const settings of [pg.options, pg.connectionParameters, client]) {
-    found.push(stringOrUndefined(read(settings, 'password')));
-    const connectionString = read(settings, 'connectionString');
-    if (typeof connectionString === 'string') found.push(passwordOfUrl(connectionString));
-  }
-  return found;
-}
-
-/** The table predates write ids (0.1) and `setup()` was not run: undefined_column naming `write_id`. */
-function isMissingWriteId(error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  return code === '42703' && typeof message === 'string' && message.includes('write_id');
-}
-
 function withMigrationHint(wrapped: CageySessionsError, table: TableName): CageySessionsError {
   return new AdapterError(
     ADAPTER_NAME,
@@ -523,70 +306,12 @@ function withMigrationHint(wrapped: CageySessionsError, table: TableName): Cagey
 }
 
 /**
- * A duration option: milliseconds, or an `ms`-style string (`'500ms'`, `'5s'`, `'1.5m'`, `'2 minutes'`).
- * Must be positive and at most 2^31 - 1 ms (what Node.js timers accept).
+ * A `PostgresAdapter` from options; without `client` and `url` it reads the URL from the `DATABASE_URL`
+ * environment variable.
  */
-function parseDuration(name: string, value: unknown): number {
-  let parsed = Number.NaN;
-  if (typeof value === 'number') parsed = value;
-  else if (typeof value === 'string') {
-    const match =
-      /^(\d+(?:\.\d+)?|\.\d+) *(milliseconds?|msecs?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)?$/i.exec(
-        value.trim(),
-      );
-    if (match !== null) parsed = Number(match[1]) * UNIT_MS[(match[2] ?? 'ms').toLowerCase()]!;
-  }
-  if (Number.isFinite(parsed) && parsed >= 1 && parsed <= 2 ** 31 - 1) return Math.round(parsed);
-  const shown = typeof value === 'string' ? JSON.stringify(value).slice(0, 40) : String(value);
-  throw invalidOptions(
-    `\`${name}\` must be a positive duration: milliseconds or a string such as '5s' (got ${shown}).`,
+export function createPostgresAdapter(options: CreatePostgresAdapterOptions = {}): PostgresAdapter {
+  const { source } = resolveOptions(ADAPTER_NAME, options, URL_ENV_VAR);
+  return new PostgresAdapter(
+    (source.kind === 'url' ? { ...options, url: source.url } : options) as PostgresAdapterOptions,
   );
-}
-
-const UNIT_MS: Record<string, number> = {
-  ms: 1,
-  msec: 1,
-  msecs: 1,
-  millisecond: 1,
-  milliseconds: 1,
-  s: 1_000,
-  sec: 1_000,
-  secs: 1_000,
-  second: 1_000,
-  seconds: 1_000,
-  m: 60_000,
-  min: 60_000,
-  mins: 60_000,
-  minute: 60_000,
-  minutes: 60_000,
-  h: 3_600_000,
-  hr: 3_600_000,
-  hrs: 3_600_000,
-  hour: 3_600_000,
-  hours: 3_600_000,
-};
-
-function invalidOptions(message: string): ValidationError {
-  return new ValidationError('INVALID_OPTIONS', `[${ADAPTER_NAME}] Invalid options: ${message}`);
-}
-
-/**
- * A `PostgresAdapter` from options, falling back to the `DATABASE_URL` environment variable when neither
- * `client` nor `url` is given.
- */
-export function createPostgresAdapter(
-  options: PostgresAdapterBaseOptions & {
-    client?: PostgresClient;
-    url?: string;
-    pool?: PostgresPoolOptions;
-  } = {},
-): PostgresAdapter {
-  if (options.client !== undefined || options.url !== undefined) {
-    return new PostgresAdapter(options as PostgresAdapterOptions);
-  }
-  const url = process.env.DATABASE_URL;
-  if (url === undefined || url === '') {
-    throw invalidOptions('pass `client` or `url`, or set the DATABASE_URL environment variable.');
-  }
-  return new PostgresAdapter({ ...options, client: undefined, url });
 }

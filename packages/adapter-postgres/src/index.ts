@@ -1,12 +1,12 @@
+export { ADAPTER_NAME, createPostgresAdapter, PostgresAdapter } from './adapter.js';
 export {
-  createPostgresAdapter,
+  type CreatePostgresAdapterOptions,
   DEFAULT_BATCH_SIZE,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_TABLE,
   MAX_BATCH_SIZE,
-  PostgresAdapter,
   type PostgresAdapterBaseOptions,
   type PostgresAdapterOptions,
   type PostgresClient,
   type PostgresPoolOptions,
-} from './adapter.js';
-export { DEFAULT_TABLE } from './sql.js';
+} from './options.js';

@@ -1,8 +1,5 @@
 import { checkIdentifier } from '@cagey-sessions/core/adapter-kit';
 
-export const ADAPTER_NAME = 'postgres';
-export const DEFAULT_TABLE = 'cagey_user_data';
-
 /**
  * Separates the JSON texts of a batch inside one text parameter. JSON text never contains a raw control
  * character (they only appear escaped inside strings), so the separator cannot occur in valid user data, and
@@ -10,21 +7,24 @@ export const DEFAULT_TABLE = 'cagey_user_data';
  */
 export const RECORD_SEPARATOR = '\u001e';
 
-/** A validated table reference: each part checked with core's `checkIdentifier` and double-quoted. */
+/** A validated table reference: each part checked with the kit's `checkIdentifier` and double-quoted. */
 export interface TableName {
+  /** As the user gave it: `'table'` or `'schema.table'`. */
+  name: string;
   schema: string | undefined;
   table: string;
   /** `"schema"."table"` or `"table"`, safe to place in SQL text. */
   quoted: string;
 }
 
-export function parseTableName(value: unknown): TableName {
-  if (typeof value !== 'string') checkIdentifier(ADAPTER_NAME, 'table name', value);
-  const parts = (value as string).split('.');
-  if (parts.length > 2) checkIdentifier(ADAPTER_NAME, 'table name', value);
-  const table = checkIdentifier(ADAPTER_NAME, 'table name', parts.at(-1));
-  const schema = parts.length === 2 ? checkIdentifier(ADAPTER_NAME, 'schema name', parts[0]) : undefined;
-  return { schema, table, quoted: schema === undefined ? `"${table}"` : `"${schema}"."${table}"` };
+export function parseTableName(adapterName: string, value: unknown): TableName {
+  if (typeof value !== 'string') checkIdentifier(adapterName, 'table name', value);
+  const name = value as string;
+  const parts = name.split('.');
+  if (parts.length > 2) checkIdentifier(adapterName, 'table name', value);
+  const table = checkIdentifier(adapterName, 'table name', parts.at(-1));
+  const schema = parts.length === 2 ? checkIdentifier(adapterName, 'schema name', parts[0]) : undefined;
+  return { name, schema, table, quoted: schema === undefined ? `"${table}"` : `"${schema}"."${table}"` };
 }
 
 /**
@@ -172,4 +172,10 @@ export function isDataError(error: unknown): boolean {
 export function isTransient(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === '40P01' || code === '40001';
+}
+
+/** The table predates write ids (0.1) and `setup()` was not run: undefined_column (42703) naming `write_id`. */
+export function isMissingWriteId(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === '42703' && typeof message === 'string' && message.includes('write_id');
 }

@@ -1,5 +1,5 @@
 import { ValidationError } from '@cagey-sessions/core';
-import { ADAPTER_NAME, RECORD_SEPARATOR } from './sql.js';
+import { RECORD_SEPARATOR } from './sql.js';
 
 /**
  * Finds what PostgreSQL's jsonb refuses in JSON text that is otherwise valid: the escape `\u0000` (jsonb cannot
@@ -36,12 +36,12 @@ export function findUnstorable(json: string): string | undefined {
 const loneSurrogate = 'PostgreSQL jsonb cannot store a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff)';
 
 /** The error result for a record the database would refuse, naming where the value sits when it can. */
-export function unstorableError(json: string, reason: string): ValidationError {
+export function unstorableError(adapterName: string, json: string, reason: string): ValidationError {
   const path = locate(json);
   const where = path === undefined || path === '' ? 'userData' : `userData.${path}`;
   return new ValidationError(
     'INVALID_USER_DATA',
-    `[${ADAPTER_NAME}] Cannot store ${where}: ${reason}. Remove or replace that character; only this record was refused, the rest of the batch is unaffected.`,
+    `[${adapterName}] Cannot store ${where}: ${reason}. Remove or replace that character; only this record was refused, the rest of the batch is unaffected.`,
     path === undefined ? {} : { path },
   );
 }

@@ -143,7 +143,7 @@ describe.skipIf(url === null)('an adapter-owned pool to an unreachable server', 
     await expectAllWork(adapter);
   });
 
-  it('connectTimeout takes an ms string; pool.connectionTimeoutMillis wins over it', async () => {
+  it('connectTimeout takes an ms string; clientOptions.connectionTimeoutMillis wins over it', async () => {
     const endpoint = await Endpoint.listen('black hole', url!);
     cleanup.push(() => endpoint.close());
     const target = withPort(url!, endpoint.port);
@@ -154,7 +154,7 @@ describe.skipIf(url === null)('an adapter-owned pool to an unreachable server', 
         url: target,
         table: await table(),
         connectTimeout: '1m',
-        pool: { connectionTimeoutMillis: 300 },
+        clientOptions: { connectionTimeoutMillis: 300 },
       }),
       2000,
     );

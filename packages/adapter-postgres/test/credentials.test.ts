@@ -79,8 +79,8 @@ describe.skipIf(url === null)('no password in errors, over a real server', () =>
       options: () => ({ url: `postgresql://postgres:${WRONG_ENCODED}@${host}/postgres` }),
     },
     {
-      name: 'the pool.password option',
-      options: () => ({ url: `postgres://postgres@${host}/postgres`, pool: { password: WRONG } }),
+      name: 'the clientOptions.password option',
+      options: () => ({ url: `postgres://postgres@${host}/postgres`, clientOptions: { password: WRONG } }),
     },
     {
       name: 'an injected pg.Pool from a connection string',
@@ -192,13 +192,13 @@ describe.skipIf(url === null)('no password in errors, over a real server', () =>
     }
   });
 
-  it('pool.password is what the adapter connects with when the url has none; the url password wins', async () => {
+  it('clientOptions.password is what the adapter connects with when the url has none; the url password wins', async () => {
     const withOption = new PostgresAdapter({
       url: `postgres://postgres@${host}/postgres`,
-      pool: { password: realPassword },
+      clientOptions: { password: realPassword },
       table,
     });
-    const urlWins = new PostgresAdapter({ url: url!, pool: { password: WRONG }, table });
+    const urlWins = new PostgresAdapter({ url: url!, clientOptions: { password: WRONG }, table });
     try {
       expect(await withOption.save([{ userId: 'opt', userData: { a: 1 } }])).toEqual([
         { status: 'ok', version: 1 },
@@ -209,7 +209,7 @@ describe.skipIf(url === null)('no password in errors, over a real server', () =>
       await urlWins.close();
     }
     expect(
-      () => new PostgresAdapter({ url: url!, pool: { password: (() => 'x') as unknown as string } }),
+      () => new PostgresAdapter({ url: url!, clientOptions: { password: (() => 'x') as unknown as string } }),
     ).toThrow(expect.objectContaining({ code: 'INVALID_OPTIONS' }));
   });
 

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
+import type { PostgresClient } from '../src/index.js';
 
 /** The URL of the server started by global-setup.ts, or null (with a loud warning) when none could start. */
 export function serverUrl(suite: string): string | null {
@@ -34,4 +36,48 @@ export async function readRow(
   const { rows } = await pool.query(`SELECT data, version FROM ${table} WHERE user_id = $1`, [userId]);
   const row = rows[0] as { data: unknown; version: string } | undefined;
   return row === undefined ? undefined : { data: row.data, version: Number(row.version) };
+}
+
+/** A database a test file runs on: the run's server (skipped when there is none) or an in-process PGlite. */
+export interface Backend {
+  name: string;
+  skip: boolean;
+  open(): Promise<{ client: PostgresClient; close(): Promise<void> }>;
+}
+
+/** The real server at `url` (null: none, so skipped) and PGlite, for `describe.each`. */
+export function backends(url: string | null): Backend[] {
+  return [
+    {
+      name: 'a real server',
+      skip: url === null,
+      open: async () => {
+        const pool = newPool(url!);
+        return { client: pool, close: () => pool.end() };
+      },
+    },
+    {
+      name: 'PGlite',
+      skip: false,
+      open: async () => {
+        const db = await PGlite.create();
+        return { client: db, close: () => db.close() };
+      },
+    },
+  ];
+}
+
+/**
+ * Opens `backend` before the calling file's tests and closes it after them (nothing when skipped); returns a
+ * client that sends every query to it.
+ */
+export function backendClient({ skip, open }: Backend): PostgresClient {
+  let opened: { client: PostgresClient; close(): Promise<void> } | undefined;
+  beforeAll(async () => {
+    if (!skip) opened = await open();
+  });
+  afterAll(async () => {
+    await opened?.close();
+  });
+  return { query: (text, values) => opened!.client.query(text, values) };
 }

@@ -24,10 +24,56 @@ describe('options', () => {
     expect(queries).toBe(0);
   });
 
-  it('quotes a plain and a schema-qualified table name', () => {
-    expect(new PostgresAdapter({ client }).table).toBe('"cagey_user_data"');
-    expect(new PostgresAdapter({ client, table: 'player_sessions' }).table).toBe('"player_sessions"');
-    expect(new PostgresAdapter({ client, table: 'game.Players' }).table).toBe('"game"."Players"');
+  it('exposes the table as given and double-quotes it in SQL, a plain and a schema-qualified one', async () => {
+    const cases = [
+      [undefined, 'cagey_user_data', '"cagey_user_data"'],
+      ['player_sessions', 'player_sessions', '"player_sessions"'],
+      ['game.Players', 'game.Players', '"game"."Players"'],
+    ] as const;
+    for (const [table, exposed, quoted] of cases) {
+      const sent: string[] = [];
+      const recording = { query: async (text: string) => ({ rows: [sent.push(text)] }) };
+      const adapter = new PostgresAdapter({ client: recording, table });
+      expect(adapter.table).toBe(exposed);
+      await adapter.setup();
+      expect(sent[0]).toContain(`CREATE TABLE IF NOT EXISTS ${quoted} (`);
+    }
+  });
+
+  it('refuses an unknown option, naming the nearest known one, and the old pool option by its new name', () => {
+    expect(() => new PostgresAdapter({ client, tabel: 'x' } as never)).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_OPTIONS',
+        message: expect.stringContaining('Did you mean table?'),
+      }),
+    );
+    expect(() => new PostgresAdapter({ client, maxBatchSize: 10 } as never)).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTIONS', message: expect.stringContaining('batchSize') }),
+    );
+    expect(() => new PostgresAdapter({ url: 'postgres://localhost/x', pool: { max: 2 } } as never)).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_OPTIONS',
+        message: expect.stringMatching(/pool"? was renamed to clientOptions/),
+      }),
+    );
+    expect(() => createPostgresAdapter({ url: 'postgres://localhost/x', pool: {} } as never)).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTIONS', message: expect.stringContaining('clientOptions') }),
+    );
+  });
+
+  it('takes a postgres:// or postgresql:// url and refuses any other without showing it', () => {
+    expect(() => new PostgresAdapter({ url: 'postgresql://localhost/x' })).not.toThrow();
+    for (const url of ['', 'mysql://user:s3cret@host/db', 'localhost:5432']) {
+      const error = (() => {
+        try {
+          new PostgresAdapter({ url });
+        } catch (caught) {
+          return caught as Error;
+        }
+      })();
+      expect(error).toMatchObject({ code: 'INVALID_OPTIONS' });
+      expect(error!.message).not.toContain('s3cret');
+    }
   });
 
   it('requires exactly one of client and url', () => {
@@ -69,18 +115,21 @@ describe('options', () => {
     },
   );
 
-  it('rejects a pool option that is not an object, and a pool.password that is not a string', () => {
-    expect(() => new PostgresAdapter({ url: 'postgres://localhost/x', pool: 5 as never })).toThrow(
+  it('rejects a clientOptions that is not an object, and a clientOptions.password that is not a string', () => {
+    expect(() => new PostgresAdapter({ url: 'postgres://localhost/x', clientOptions: 5 as never })).toThrow(
       expect.objectContaining({ code: 'INVALID_OPTIONS' }),
     );
     expect(
       () =>
         new PostgresAdapter({
           url: 'postgres://localhost/x',
-          pool: { password: (async () => 'pw') as never },
+          clientOptions: { password: (async () => 'pw') as never },
         }),
     ).toThrow(
-      expect.objectContaining({ code: 'INVALID_OPTIONS', message: expect.stringContaining('pool.password') }),
+      expect.objectContaining({
+        code: 'INVALID_OPTIONS',
+        message: expect.stringContaining('clientOptions.password'),
+      }),
     );
   });
 
@@ -95,7 +144,7 @@ describe('options', () => {
     vi.stubEnv('DATABASE_URL', 'postgres://user:s3cret-pass@127.0.0.1:1/db');
     const adapter = createPostgresAdapter({ table: 'from_env' });
     expect(adapter).toBeInstanceOf(PostgresAdapter);
-    expect(adapter.table).toBe('"from_env"');
+    expect(adapter.table).toBe('from_env');
     await adapter.close();
   });
 

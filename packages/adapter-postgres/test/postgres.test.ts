@@ -351,7 +351,11 @@ describe.skipIf(url === null)('postgres adapter on a real server', () => {
   it('a pool opened from url is ended by close(): its connections are gone', async () => {
     const applicationName = randomTable('app');
     const table = randomTable();
-    const adapter = new PostgresAdapter({ url: url!, table, pool: { application_name: applicationName } });
+    const adapter = new PostgresAdapter({
+      url: url!,
+      table,
+      clientOptions: { application_name: applicationName },
+    });
     await adapter.setup();
     await Promise.all([adapter.load('a'), adapter.load('b'), adapter.load('c')]);
     const count = async () =>
@@ -379,7 +383,7 @@ describe.skipIf(url === null)('postgres adapter on a real server', () => {
       const adapter = new PostgresAdapter({
         url: target.toString(),
         table: randomTable(),
-        pool: { connectionTimeoutMillis: 5000 },
+        clientOptions: { connectionTimeoutMillis: 5000 },
       });
       const error = await adapter.load('u').then(
         () => undefined,

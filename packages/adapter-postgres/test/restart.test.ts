@@ -16,7 +16,7 @@ describe.skipIf(!available)('the adapter across a server restart', () => {
   });
 
   it('the pool reconnects: a save after the restart may reject once per stale connection, then saves succeed', async () => {
-    const adapter = new PostgresAdapter({ url: server.url, table: randomTable(), pool: { max: 3 } });
+    const adapter = new PostgresAdapter({ url: server.url, table: randomTable(), clientOptions: { max: 3 } });
     try {
       await adapter.setup();
       // Three connections open and idle in the pool when the server goes away.

@@ -24,7 +24,8 @@ if (url === null) {
       await raw.end();
     },
     // Each adapter opens its own pool from the URL, so two adapters are two independent "processes".
-    createAdapter: ({ namespace }) => new PostgresAdapter({ url, table: namespace, pool: { max: 4 } }),
+    createAdapter: ({ namespace }) =>
+      new PostgresAdapter({ url, table: namespace, clientOptions: { max: 4 } }),
     inspect: async ({ namespace }, userId) => {
       const { rows } = await raw.query(
         `SELECT data, version FROM "${namespace}" WHERE user_id = $1 AND data IS NOT NULL`,

@@ -38,7 +38,7 @@ describe('findUnstorable', () => {
 describe('unstorableError', () => {
   it('names the path of the offending value with code INVALID_USER_DATA', () => {
     const text = json({ inventory: [{ name: 'ok' }, { name: 'bad\u0000' }] });
-    const error = unstorableError(text, findUnstorable(text)!);
+    const error = unstorableError('postgres', text, findUnstorable(text)!);
     expect(error.code).toBe('INVALID_USER_DATA');
     expect(error.path).toBe('inventory[1].name');
     expect(error.message).toContain('userData.inventory[1].name');

@@ -1,8 +1,6 @@
-import { PGlite } from '@electric-sql/pglite';
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresAdapter, type PostgresClient } from '../src/index.js';
-import { newPool, randomTable, serverUrl } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { PostgresAdapter } from '../src/index.js';
+import { backendClient, backends, newPool, randomTable, serverUrl } from './helpers.js';
 
 const url = serverUrl('adapter-postgres: write ids on a real server');
 
@@ -16,41 +14,9 @@ function oldDdl(table: string): string {
 ) WITH (fillfactor = 70)`;
 }
 
-interface Backend {
-  name: string;
-  skip: boolean;
-  open(): Promise<{ client: PostgresClient; close(): Promise<void> }>;
-}
-
-const backends: Backend[] = [
-  {
-    name: 'a real server',
-    skip: url === null,
-    open: async () => {
-      const pool: pg.Pool = newPool(url!);
-      return { client: pool, close: () => pool.end() };
-    },
-  },
-  {
-    name: 'PGlite',
-    skip: false,
-    open: async () => {
-      const db = await PGlite.create();
-      return { client: db, close: () => db.close() };
-    },
-  },
-];
-
-describe.each(backends)('write ids on $name', ({ skip, open }) => {
-  let client: PostgresClient;
-  let close: () => Promise<void>;
-  beforeAll(async () => {
-    if (skip) return;
-    ({ client, close } = await open());
-  });
-  afterAll(async () => {
-    await close?.();
-  });
+describe.each(backends(url))('write ids on $name', (backend) => {
+  const { skip } = backend;
+  const client = backendClient(backend);
 
   async function rowOf(table: string, userId: string) {
     const { rows } = await client.query(
