@@ -114,8 +114,17 @@ export function resolveOptions(adapterName: string, options: unknown, envVar?: s
     envVar,
     clientNoun: CLIENT_NOUN,
   });
-  if (source.kind === 'client' && typeof (source.client as Partial<PostgresClient>).query !== 'function') {
-    throw invalidOptions(adapterName, `client must have a query(text, values) method (${CLIENT_NOUN}).`);
+  if (source.kind === 'client') {
+    if (typeof (source.client as Partial<PostgresClient>).query !== 'function') {
+      throw invalidOptions(adapterName, `client must have a query(text, values) method (${CLIENT_NOUN}).`);
+    }
+    if (given.clientOptions !== undefined || given.connectTimeout !== undefined) {
+      throw invalidOptions(
+        adapterName,
+        'clientOptions and connectTimeout apply to the pool the adapter opens from a url; set pg options ' +
+          '(connectionTimeoutMillis, max, ssl) on your own pool instead.',
+      );
+    }
   }
   const { clientOptions } = given;
   if (clientOptions !== undefined && (typeof clientOptions !== 'object' || clientOptions === null)) {

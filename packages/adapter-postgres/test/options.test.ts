@@ -88,6 +88,17 @@ describe('options', () => {
     );
   });
 
+  it('refuses clientOptions and connectTimeout next to a client, which are for the pool it opens from a url', () => {
+    for (const extra of [{ clientOptions: { max: 2 } }, { connectTimeout: '1s' }]) {
+      expect(() => new PostgresAdapter({ client, ...extra } as never)).toThrow(
+        expect.objectContaining({
+          code: 'INVALID_OPTIONS',
+          message: expect.stringContaining('your own pool'),
+        }),
+      );
+    }
+  });
+
   it.each([0, -1, 1.5, Number.NaN, 50_001])('rejects batchSize %s', (batchSize) => {
     expect(() => new PostgresAdapter({ client, batchSize })).toThrow(
       expect.objectContaining({ code: 'INVALID_OPTIONS' }),
