@@ -94,7 +94,7 @@ export async function openStore(kind: StoreKind, config: StoreConfig): Promise<O
     case 'postgres': {
       const url = urlFor(kind, env);
       const { PostgresAdapter } = await import('@cagey-sessions/adapter-postgres');
-      const adapter = new PostgresAdapter({ url, table: `${namespace}_players`, pool: { max: 4 } });
+      const adapter = new PostgresAdapter({ url, table: `${namespace}_players`, clientOptions: { max: 4 } });
       return withSetup(adapter, {
         kind,
         adapter,

@@ -109,7 +109,11 @@ async function openAdapter() {
   switch (config.store) {
     case 'postgres': {
       const { PostgresAdapter } = await import('@cagey-sessions/adapter-postgres');
-      const adapter = new PostgresAdapter({ url: config.url, table: `chaos_${namespace}`, pool: { max: 6 } });
+      const adapter = new PostgresAdapter({
+        url: config.url,
+        table: `chaos_${namespace}`,
+        clientOptions: { max: 6 },
+      });
       await adapter.setup();
       return adapter;
     }
