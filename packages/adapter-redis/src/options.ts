@@ -108,9 +108,6 @@ export function resolveOptions(adapterName: string, given: unknown, envVar?: str
   }
   checkOptionKeys(adapterName, given, OPTION_KEYS, RENAMED_OPTIONS);
   const options = given as CreateRedisAdapterOptions;
-  // A null option is refused rather than read as "the default": `connectTimeout: null` could mean "none".
-  const nullKey = Object.keys(options).find((key) => options[key as keyof typeof options] === null);
-  if (nullKey !== undefined) throw invalidOptions(adapterName, `${nullKey} is null: leave it out instead.`);
 
   const source = clientOrUrl<Redis | Cluster>(adapterName, options, {
     schemes: ['redis', 'rediss', 'redis+cluster', 'rediss+cluster'],
@@ -135,23 +132,11 @@ export function resolveOptions(adapterName: string, given: unknown, envVar?: str
       ? parseDuration(adapterName, 'connectTimeout', options.connectTimeout, DEFAULT_CONNECT_TIMEOUT)
       : undefined,
     prefix: checkPrefix(adapterName, options.prefix ?? DEFAULT_PREFIX),
-    ttlMs: parseTtl(adapterName, options.ttl),
+    // Redis keeps keys far longer than a Node.js timer runs, so a TTL may exceed parseDuration's default bound.
+    ttlMs: parseDuration(adapterName, 'ttl', options.ttl, undefined, { max: Number.MAX_SAFE_INTEGER }),
     batchSize: parsePositiveInteger(adapterName, 'batchSize', options.batchSize, DEFAULT_BATCH_SIZE),
     secrets: owned ? [passwordOfUrl(source.url), ...passwordsOf(options.clientOptions)] : [],
   };
-}
-
-/** Node's timers take at most this many milliseconds, and so does `parseDuration`. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * `ttl` in milliseconds. Redis keeps keys far longer than a Node.js timer runs, so a TTL beyond the 24.8 days
- * `parseDuration` accepts (e.g. `'30d'`) is taken here; everything else is `parseDuration`'s.
- */
-function parseTtl(adapterName: string, ttl: unknown): number | undefined {
-  const long = typeof ttl === 'string' && ttl !== '' ? Math.round(ms(ttl as ms.StringValue)) : ttl;
-  if (typeof long === 'number' && Number.isSafeInteger(long) && long > MAX_TIMER_MS) return long;
-  return parseDuration(adapterName, 'ttl', ttl);
 }
 
 /** Passwords in ioredis options: the client's own, a Cluster's `redisOptions`, Sentinel's. */

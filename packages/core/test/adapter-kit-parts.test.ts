@@ -102,6 +102,12 @@ describe('option parsing', () => {
     expect(parseDuration('x', 'connectTimeout', 250, '5s')).toBe(250);
     expect(parseDuration('x', 'ttl', '7d')).toBe(7 * 86_400_000);
     expect(parseDuration('x', 'ttl', undefined)).toBeUndefined();
+    expect(parseDuration('x', 'ttl', '30d', undefined, { max: Number.MAX_SAFE_INTEGER })).toBe(
+      30 * 86_400_000,
+    );
+    expect(() => parseDuration('x', 'ttl', '30d')).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTIONS' }),
+    );
     for (const bad of ['soon', '', -1, 0, Number.NaN, 2 ** 31, '30 secs ago', {}]) {
       expect(() => parseDuration('x', 'ttl', bad)).toThrow(
         expect.objectContaining({

@@ -9,7 +9,8 @@ export function invalidOptions(adapterName: string, message: string): Validation
 
 /**
  * Refuses option keys the adapter does not know (INVALID_OPTIONS), naming the nearest known key for a typo,
- * or the new name of a `renamed` one (old name -> new name), so that a misspelt option never goes unnoticed.
+ * or the new name of a `renamed` one (old name -> new name), so that a misspelt option never goes unnoticed;
+ * and options set to `null` (leave an option out for its default).
  */
 export function checkOptionKeys(
   adapterName: string,
@@ -17,8 +18,13 @@ export function checkOptionKeys(
   known: readonly string[],
   renamed: Readonly<Record<string, string>> = {},
 ): void {
-  for (const key of Object.keys(options)) {
-    if (known.includes(key)) continue;
+  for (const [key, value] of Object.entries(options)) {
+    if (known.includes(key)) {
+      // `null` is never a setting: leaving the option out gives its default.
+      if (value === null)
+        throw invalidOptions(adapterName, `${key} must not be null; leave it out for the default.`);
+      continue;
+    }
     const shownKey = JSON.stringify(key.slice(0, 60));
     const newName = Object.hasOwn(renamed, key) ? renamed[key] : undefined;
     if (newName !== undefined) throw invalidOptions(adapterName, `${shownKey} was renamed to ${newName}.`);
@@ -35,28 +41,35 @@ function shown(value: unknown): string {
     : String(value);
 }
 
+/** Longest duration Node.js timers accept: the default upper bound of `parseDuration`. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * A duration option in milliseconds: a number of milliseconds, or an `ms` string (`'500ms'`, `'5s'`, `'7d'`).
- * `undefined` gives `fallback` (itself a duration, or `undefined` for "none"). Positive, at most 2^31 - 1 ms
- * (what Node.js timers accept). Throws INVALID_OPTIONS naming the option.
+ * `undefined` gives `fallback` (itself a duration, or `undefined` for "none"). Positive, at most `max`
+ * (default 2^31 - 1 ms, what Node.js timers accept; a store-side expiry may allow more). Throws
+ * INVALID_OPTIONS naming the option.
  */
 export function parseDuration(
   adapterName: string,
   option: string,
   value: unknown,
   fallback: number | string,
+  limits?: { max?: number },
 ): number;
 export function parseDuration(
   adapterName: string,
   option: string,
   value: unknown,
   fallback?: number | string,
+  limits?: { max?: number },
 ): number | undefined;
 export function parseDuration(
   adapterName: string,
   option: string,
   value: unknown,
   fallback?: number | string,
+  { max = MAX_TIMER_MS }: { max?: number } = {},
 ): number | undefined {
   const given = value ?? fallback;
   if (given === undefined) return undefined;
@@ -69,7 +82,7 @@ export function parseDuration(
       // ms throws on an empty string; reported below like any other unusable value
     }
   }
-  if (Number.isFinite(milliseconds) && milliseconds >= 1 && milliseconds <= 2 ** 31 - 1)
+  if (Number.isFinite(milliseconds) && milliseconds >= 1 && milliseconds <= max)
     return Math.round(milliseconds);
   throw invalidOptions(
     adapterName,
