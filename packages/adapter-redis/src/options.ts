@@ -8,7 +8,6 @@ import {
   passwordOfUrl,
 } from '@cagey-sessions/core/adapter-kit';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
-import ms from 'ms';
 import { isIoredisClient } from './connection.js';
 import { checkPrefix, DEFAULT_PREFIX } from './keys.js';
 
