@@ -84,6 +84,22 @@ describe('ClientLifecycle', () => {
     expect(released).toEqual([]);
   });
 
+  it('wraps a failure to open as an AdapterError without the secrets', async () => {
+    const lifecycle = new ClientLifecycle<string>(
+      'x',
+      {
+        open: async () => {
+          throw new Error('password authentication failed: s3cr3t-pw');
+        },
+        release: async () => {},
+      },
+      { secrets: ['s3cr3t-pw'] },
+    );
+    const error = await lifecycle.client('load').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ADAPTER_ERROR', adapter: 'x' });
+    expect(JSON.stringify(error) + String((error as Error).message)).not.toContain('s3cr3t-pw');
+  });
+
   it('fails every call after close() with ADAPTER_CLOSED, worded the same for every adapter', async () => {
     const lifecycle = new ClientLifecycle<string>('redis', { given: 'c' });
     await lifecycle.close();

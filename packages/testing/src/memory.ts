@@ -1,5 +1,4 @@
 import {
-  AdapterError,
   ConflictError,
   type PersistenceAdapter,
   type SaveRecord,
@@ -8,12 +7,15 @@ import {
   type UserData,
   type UserId,
   userKey,
-  ValidationError,
 } from '@cagey-sessions/core';
 import {
+  ClientLifecycle,
   checkExpectedVersion,
+  checkOptionKeys,
   decideWrite,
+  invalidOptions,
   type PreparedRecord,
+  parsePositiveInteger,
   saveBatch,
 } from '@cagey-sessions/core/adapter-kit';
 
@@ -115,8 +117,8 @@ export class MemoryStore {
 export interface MemoryAdapterOptions {
   /** The records to work on; pass one store to several adapters to simulate several processes. Default: a new store. */
   store?: MemoryStore;
-  /** Batch size core's pipeline uses with this adapter. Default 1000. Larger batches are still accepted. */
-  maxBatchSize?: number;
+  /** Batch size core's pipeline uses with this adapter (its `maxBatchSize`). Default 1000. Larger batches are still accepted. */
+  batchSize?: number;
 }
 
 /**
@@ -128,49 +130,35 @@ export class MemoryAdapter implements PersistenceAdapter {
   readonly name = 'memory';
   readonly maxBatchSize: number;
   readonly store: MemoryStore;
-  #closed = false;
+  readonly #lifecycle: ClientLifecycle<MemoryStore>;
 
   constructor(options: MemoryAdapterOptions = {}) {
-    const { store = new MemoryStore(), maxBatchSize = 1000 } = options;
-    if (!(store instanceof MemoryStore)) {
-      throw new ValidationError('INVALID_OPTIONS', '[memory] options.store must be a MemoryStore.');
-    }
-    if (!Number.isSafeInteger(maxBatchSize) || maxBatchSize < 1) {
-      throw new ValidationError(
-        'INVALID_OPTIONS',
-        `[memory] options.maxBatchSize must be a positive integer, got ${String(maxBatchSize)}.`,
-      );
-    }
+    checkOptionKeys(this.name, options, ['store', 'batchSize'], { maxBatchSize: 'batchSize' });
+    const { store = new MemoryStore(), batchSize } = options;
+    if (!(store instanceof MemoryStore)) throw invalidOptions(this.name, 'store must be a MemoryStore.');
     this.store = store;
-    this.maxBatchSize = maxBatchSize;
+    this.maxBatchSize = parsePositiveInteger(this.name, 'batchSize', batchSize, 1000);
+    // The store is shared like a client the caller owns: closing this adapter leaves it to the others.
+    this.#lifecycle = new ClientLifecycle(this.name, { given: store });
   }
 
   async load(userId: UserId): Promise<StoredUser | undefined> {
-    this.#assertOpen();
-    return this.store.read(userKey(userId));
+    const store = await this.#lifecycle.client('load');
+    return store.read(userKey(userId));
   }
 
   async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
-    this.#assertOpen();
-    return saveBatch(this.name, records, async (prepared) => this.store.write(prepared));
+    const store = await this.#lifecycle.client('save');
+    return saveBatch(this.name, records, (prepared) => store.write(prepared));
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
-    this.#assertOpen();
-    const key = userKey(userId);
-    return this.store.remove(key, userId, checkExpectedVersion(expectedVersion));
+    const store = await this.#lifecycle.client('delete');
+    return store.remove(userKey(userId), userId, checkExpectedVersion(expectedVersion));
   }
 
   /** Stops this adapter; the store and other adapters over it are unaffected. */
-  async close(): Promise<void> {
-    this.#closed = true;
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) {
-      throw new AdapterError(this.name, 'The adapter is closed; create a new one to keep using the store.', {
-        code: 'ADAPTER_CLOSED',
-      });
-    }
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 }

@@ -24,7 +24,7 @@ class RecordingAdapter extends MemoryAdapter {
 
 function setup(seed?: number) {
   const store = new MemoryStore();
-  const inner = new RecordingAdapter({ store, maxBatchSize: 250 });
+  const inner = new RecordingAdapter({ store, batchSize: 250 });
   const faulty = new FaultyAdapter(inner, seed === undefined ? {} : { seed });
   return { store, inner, faulty };
 }

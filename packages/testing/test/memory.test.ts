@@ -60,16 +60,20 @@ describe('MemoryAdapter options', () => {
     expect(await b.load(1)).toBeUndefined();
   });
 
-  it('accepts batches larger than maxBatchSize: it is a hint for the pipeline, not a limit', async () => {
-    const adapter = new MemoryAdapter({ maxBatchSize: 2 });
+  it('accepts batches larger than its batch size: it is a hint for the pipeline, not a limit', async () => {
+    const adapter = new MemoryAdapter({ batchSize: 2 });
+    expect(adapter.maxBatchSize).toBe(2);
     const results = await adapter.save([1, 2, 3].map((userId) => ({ userId, userData: {} })));
     expect(results).toEqual([1, 2, 3].map(() => ({ status: 'ok', version: 1 })));
   });
 
   it('rejects invalid options with INVALID_OPTIONS', () => {
-    for (const maxBatchSize of [0, -1, 1.5, Number.NaN, '10']) {
-      expect(() => new MemoryAdapter({ maxBatchSize: maxBatchSize as number })).toThrow(ValidationError);
+    for (const batchSize of [0, -1, 1.5, Number.NaN, '10']) {
+      expect(() => new MemoryAdapter({ batchSize: batchSize as number })).toThrow(ValidationError);
     }
+    expect(() => new MemoryAdapter({ maxBatchSize: 5 } as never)).toThrow(
+      '"maxBatchSize" was renamed to batchSize',
+    );
     expect(() => new MemoryAdapter({ store: new Map() as unknown as MemoryStore })).toThrow(/MemoryStore/);
   });
 

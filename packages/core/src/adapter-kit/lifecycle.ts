@@ -1,4 +1,5 @@
 import { AdapterError } from '../errors.js';
+import { wrapDriverError } from './redact.js';
 
 /**
  * The client an adapter works through, and the adapter's open/closed state: one place for what every adapter
@@ -11,20 +12,24 @@ export class ClientLifecycle<Client> {
   readonly #given: Client | Promise<Client> | undefined;
   readonly #open: (() => Client | Promise<Client>) | undefined;
   readonly #release: ((client: Client) => Promise<void>) | undefined;
+  readonly #secrets: readonly (string | undefined)[];
   #owned: Promise<Client> | undefined;
   #closing: Promise<void> | undefined;
 
   /**
    * `given`: a client the caller owns. Otherwise `open` makes the adapter's own client and `release` closes
-   * it. Exactly one of `given` and `open`.
+   * it. Exactly one of `given` and `open`. A driver error from opening or closing is wrapped as an
+   * `AdapterError` cleaned of `secrets` (the adapter's passwords).
    */
   constructor(
     adapterName: string,
     source:
       | { given: Client | Promise<Client> }
       | { open: () => Client | Promise<Client>; release: (client: Client) => Promise<void> },
+    { secrets = [] }: { secrets?: readonly (string | undefined)[] } = {},
   ) {
     this.#adapterName = adapterName;
+    this.#secrets = secrets;
     if ('given' in source) {
       this.#given = source.given;
     } else {
@@ -56,16 +61,20 @@ export class ClientLifecycle<Client> {
   /** The client for `operation`, opening the adapter's own on first use. Throws ADAPTER_CLOSED after `close()`. */
   async client(operation: string): Promise<Client> {
     this.assertOpen(operation);
-    if (this.#open === undefined) return await this.#given!;
-    if (this.#owned === undefined) {
-      const opening = Promise.resolve().then(this.#open);
-      this.#owned = opening;
-      // A failed open is tried again by the next call rather than remembered.
-      opening.catch(() => {
-        if (this.#owned === opening) this.#owned = undefined;
-      });
+    try {
+      if (this.#open === undefined) return await this.#given!;
+      if (this.#owned === undefined) {
+        const opening = Promise.resolve().then(this.#open);
+        this.#owned = opening;
+        // A failed open is tried again by the next call rather than remembered.
+        opening.catch(() => {
+          if (this.#owned === opening) this.#owned = undefined;
+        });
+      }
+      return await this.#owned;
+    } catch (error) {
+      throw wrapDriverError(this.#adapterName, operation, error, this.#secrets);
     }
-    return await this.#owned;
   }
 
   /**
@@ -82,7 +91,11 @@ export class ClientLifecycle<Client> {
       } catch {
         return; // never opened: nothing to close
       }
-      await this.#release(client);
+      try {
+        await this.#release(client);
+      } catch (error) {
+        throw wrapDriverError(this.#adapterName, 'close', error, this.#secrets);
+      }
     })();
     return this.#closing;
   }

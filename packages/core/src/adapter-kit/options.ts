@@ -14,10 +14,16 @@ export function invalidOptions(adapterName: string, message: string): Validation
  */
 export function checkOptionKeys(
   adapterName: string,
-  options: object,
+  options: unknown,
   known: readonly string[],
   renamed: Readonly<Record<string, string>> = {},
-): void {
+): asserts options is object {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalidOptions(
+      adapterName,
+      `expected an options object, got ${options === null ? 'null' : typeof options}.`,
+    );
+  }
   for (const [key, value] of Object.entries(options)) {
     if (known.includes(key)) {
       // `null` is never a setting: leaving the option out gives its default.

@@ -28,7 +28,7 @@ export interface PreparedRecord {
 export async function saveBatch(
   adapterName: string,
   records: readonly SaveRecord[],
-  write: (prepared: PreparedRecord[]) => Promise<SaveResult[]>,
+  write: (prepared: PreparedRecord[]) => Promise<SaveResult[]> | SaveResult[],
   options: { secrets?: readonly (string | undefined)[] } = {},
 ): Promise<SaveResult[]> {
   const results: SaveResult[] = new Array(records.length);

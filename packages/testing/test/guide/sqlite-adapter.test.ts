@@ -45,7 +45,7 @@ describe('options', () => {
 
   it('checks the table name and the batch size', () => {
     invalid({ client: database, table: 'players; DROP TABLE x' }, /Invalid table name/);
-    invalid({ client: database, maxBatchSize: 0 }, /maxBatchSize must be a positive integer \(got 0\)/);
+    invalid({ client: database, batchSize: 0 }, /batchSize must be a positive integer \(got 0\)/);
     expect(new SqliteAdapter({ client: database }).maxBatchSize).toBe(200);
     expect(new SqliteAdapter({ client: database, table: 'players' }).table).toBe('"players"');
   });

@@ -29,7 +29,7 @@ import initSqlJs, { type Database, type SqlJsStatic, type SqlValue } from 'sql.j
 const ADAPTER_NAME = 'sqlite';
 const DEFAULT_TABLE = 'cagey_user_data';
 /** sql.js is synchronous: a batch holds the event loop for its whole run, so batches stay small. */
-const DEFAULT_MAX_BATCH_SIZE = 200;
+const DEFAULT_BATCH_SIZE = 200;
 
 export interface SqliteAdapterOptions {
   /** A sql.js `Database` you own. The adapter uses it and never closes it. */
@@ -41,8 +41,8 @@ export interface SqliteAdapterOptions {
   url?: string;
   /** The table holding the users: letters, digits and underscores. Default `cagey_user_data`. */
   table?: string;
-  /** The batch size core's pipeline uses with this adapter. Larger batches still work. Default 200. */
-  maxBatchSize?: number;
+  /** The batch size core's pipeline uses with this adapter (its `maxBatchSize`). Larger batches still work. Default 200. */
+  batchSize?: number;
 }
 
 /**
@@ -58,16 +58,13 @@ export class SqliteAdapter implements PersistenceAdapter {
   readonly #lifecycle: ClientLifecycle<Database>;
 
   constructor(options: SqliteAdapterOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw invalidOptions(ADAPTER_NAME, 'pass an options object: { client } or { url }.');
-    }
-    checkOptionKeys(ADAPTER_NAME, options, ['client', 'url', 'table', 'maxBatchSize']);
+    checkOptionKeys(ADAPTER_NAME, options, ['client', 'url', 'table', 'batchSize']);
     this.table = `"${checkIdentifier(ADAPTER_NAME, 'table name', options.table ?? DEFAULT_TABLE)}"`;
     this.maxBatchSize = parsePositiveInteger(
       ADAPTER_NAME,
-      'maxBatchSize',
-      options.maxBatchSize,
-      DEFAULT_MAX_BATCH_SIZE,
+      'batchSize',
+      options.batchSize,
+      DEFAULT_BATCH_SIZE,
     );
     const source = clientOrUrl(ADAPTER_NAME, options, { schemes: ['file'], clientNoun: 'a sql.js Database' });
     if (source.kind === 'client') {
