@@ -209,6 +209,12 @@ async function login(userId) {
     // store is the truth.
     await existing.reload();
     counters.reloadsOnLogin++;
+    if (config.traceSessions) {
+      log.info(
+        { userId, version: existing.version, counter: existing.userData.counter },
+        'game: login (reload)',
+      );
+    }
     return { counter: existing.userData.counter ?? 0, log: existing.userData.log ?? [] };
   }
   const session = await manager.create();
@@ -228,7 +234,22 @@ async function login(userId) {
     });
     const data = await session.identify(userId, { defaults: { counter: 0, log: [] } });
     sessions.set(userId, session);
-    return { counter: data.counter ?? 0, log: data.log ?? [] };
+    const result = { counter: data.counter ?? 0, log: data.log ?? [], version: session.version };
+    if (config.traceSessions)
+      log.info({ userId, version: session.version, counter: result.counter }, 'game: login');
+    if (config.checkLogins) {
+      // Diagnostic only (a game would not do this): what the store holds, to tell whether identify() loaded
+      // it or took over unsaved data this process kept from an earlier session of the player.
+      const stored = await adapter.load(userId);
+      result.storedVersion = stored?.version ?? 0;
+      if (result.storedVersion !== session.version) {
+        log.warn(
+          { userId, version: session.version, storedVersion: result.storedVersion, counter: result.counter },
+          'game: login took over data of another version than the stored one',
+        );
+      }
+    }
+    return result;
   } catch (error) {
     await session.destroy(false).catch(() => {});
     throw error;
@@ -309,6 +330,12 @@ const commands = {
       const data = session.userData;
       sessions.delete(userId);
       await session.destroy(persist);
+      if (config.traceSessions) {
+        log.info(
+          { userId, persist, failed, version: session.version, counter: data.counter },
+          'game: logout',
+        );
+      }
       return { counter: data.counter ?? 0, log: data.log ?? [], failed };
     });
   },

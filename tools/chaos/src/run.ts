@@ -56,9 +56,15 @@ function usage(): string {
   return `Usage: pnpm chaos [--verbose] [--list] [<scenario>[:<store>] ...]\n\nScenarios (stores):\n${lines.join('\n')}`;
 }
 
-function select(args: readonly string[]): Entry[] {
+function select(args: readonly string[]): { entries: Entry[]; left: string[] } {
   const all = SCENARIOS.flatMap((scenario) => scenario.stores.map((kind) => ({ scenario, kind })));
-  if (args.length === 0) return all;
+  const left: string[] = [];
+  const byDefault = (entry: Entry) => {
+    const reason = entry.scenario.onlyWhenNamed?.[entry.kind];
+    if (reason !== undefined) left.push(`${entry.scenario.name}:${entry.kind} (${reason})`);
+    return reason === undefined;
+  };
+  if (args.length === 0) return { entries: all.filter(byDefault), left };
   const chosen: Entry[] = [];
   for (const arg of args) {
     const [name, kind] = arg.split(':');
@@ -68,9 +74,11 @@ function select(args: readonly string[]): Entry[] {
         (kind === undefined || entry.kind === kind),
     );
     if (matches.length === 0) throw new UsageError(`No scenario matches ${JSON.stringify(arg)}.`);
-    for (const match of matches) if (!chosen.includes(match)) chosen.push(match);
+    for (const match of kind === undefined ? matches.filter(byDefault) : matches) {
+      if (!chosen.includes(match)) chosen.push(match);
+    }
   }
-  return chosen;
+  return { entries: chosen, left };
 }
 
 class UsageError extends Error {}
@@ -258,7 +266,7 @@ async function main(): Promise<number> {
     console.log(usage());
     return 0;
   }
-  const entries = select(args.filter((arg) => !arg.startsWith('-')));
+  const { entries, left } = select(args.filter((arg) => !arg.startsWith('-')));
   const unbuilt = checkBuilt();
   if (unbuilt !== undefined && process.env.CHAOS_STALE_DIST_OK === '1') {
     console.warn(`!!! ${unbuilt}\n!!! CHAOS_STALE_DIST_OK=1: running on the dist as it is`);
@@ -273,6 +281,7 @@ async function main(): Promise<number> {
     `cagey-sessions chaos: ${entries.length} scenario runs on ${kinds.join(', ')}; ` +
       `two-nodes runs last ${twoNodesDurationMs() / 1000} s each (the issue's minute, scaled down to keep the suite near 5 minutes)`,
   );
+  for (const entry of left) console.log(`not run by default: ${entry}`);
   const stores = new Map<StoreKind, Store>();
   const skipped: string[] = [];
   try {

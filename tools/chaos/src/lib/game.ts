@@ -26,6 +26,10 @@ export interface GameConfig {
   persistence: PersistenceConfig;
   /** `reload`: a session that sees `conflict` reloads from the store. */
   onConflict?: 'reload' | 'none';
+  /** Diagnostic: after each login, read the store too and report when identify() used another version. */
+  checkLogins?: boolean;
+  /** Log every login and logout (with the version), for post-mortems with CHAOS_LOG_DIR. */
+  traceSessions?: boolean;
   /** The game server exits by itself after this long. */
   lifetimeMs?: number;
 }

@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type FaultProxy, startFaultProxy } from '@cagey-sessions/fault-proxy';
 import { GameCommandError, type GameConfig, GameProcess, type PersistenceConfig } from './game.js';
 import { readPlayers, type Store, type StoredPlayer, type StoreKind } from './stores.js';
@@ -43,6 +45,11 @@ export interface Scenario {
   /** One sentence: what it does and proves. */
   summary: string;
   stores: readonly StoreKind[];
+  /**
+   * Stores in `stores` that run only when named explicitly (`<name>:<store>`), with the reason, printed when
+   * they are left out.
+   */
+  onlyWhenNamed?: Partial<Record<StoreKind, string>>;
   /** Hard limit for one run on one store; the runner kills the scenario's processes after it. */
   limitMs: number;
   run(context: ScenarioContext, result: ScenarioResult): Promise<void>;
@@ -167,6 +174,7 @@ export async function startGame(
   });
   context.defer(() => {
     game.kill9();
+    keepLogs(context, game);
   });
   return game;
 }
@@ -273,4 +281,15 @@ export async function readStored(
     );
     return undefined;
   }
+}
+
+/** With CHAOS_LOG_DIR set, each game server's log lines go to `<dir>/<namespace>-<store>-<node>.jsonl`. */
+function keepLogs(context: ScenarioContext, game: GameProcess): void {
+  const dir = process.env.CHAOS_LOG_DIR;
+  if (!dir) return;
+  const lines = [...game.logs.map((line) => JSON.stringify(line)), ...game.otherOutput];
+  writeFileSync(
+    join(dir, `${context.namespace}-${context.store.kind}-${game.name}.jsonl`),
+    `${lines.join('\n')}\n`,
+  );
 }

@@ -47,6 +47,14 @@ function scenario(unclean: boolean): Scenario {
       ? 'two game processes, players move without logging out (partitioned node) and one node is SIGKILLed: 0 stale overwrites, 0 acked lost, conflict then reload()'
       : 'two game processes, players log out of one and into the other at random: 0 stale overwrites, 0 acked lost, no conflicts',
     stores: STORE_KINDS,
+    ...(unclean
+      ? {
+          onlyWhenNamed: {
+            mongo:
+              "FerretDB 1.x's conditional update is not atomic between concurrent writers (lost updates), so no version fence can hold on it; run two-nodes-unclean:mongo to see",
+          },
+        }
+      : {}),
     limitMs: twoNodesDurationMs() + 60_000,
     run: (context, result) => run(context, result, unclean),
   };
@@ -88,6 +96,8 @@ interface Counts {
   cutShort: number;
   /** Logins that did not load what the logout before them left. */
   badHandoffs: string[];
+  /** Logins whose identify() did not give the stored version (unsaved data of an earlier session taken over). */
+  staleLogins: string[];
   /** Sampled stored data that did not extend the data sampled before it. */
   staleOverwrites: string[];
   /** Sampled stored data missing a token acknowledged before the sample began. */
@@ -107,6 +117,8 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
       node: name,
       url,
       onConflict: 'reload',
+      checkLogins: true,
+      traceSessions: process.env.CHAOS_LOG_DIR !== undefined,
       persistence: {
         events: ['disconnect', 'shutdown'],
         interval: 1_000,
@@ -136,6 +148,7 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
     errors: [],
     cutShort: 0,
     badHandoffs: [],
+    staleLogins: [],
     staleOverwrites: [],
     missingAcked: [],
   };
@@ -151,11 +164,16 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
 
   const login = async (node: Node, player: Player) => {
     const { loaded, failed: refused } = await node.game.request<{
-      loaded: Record<string, { counter: number; log: string[] }>;
+      loaded: Record<string, { counter: number; log: string[]; version?: number; storedVersion?: number }>;
       failed: Record<string, { code?: string; message?: string }>;
     }>('login', { users: [player.id], withLog: true }, 15_000);
     const data = loaded[player.id];
     if (data === undefined) throw new Error(JSON.stringify(refused[player.id]));
+    if (data.storedVersion !== undefined && data.version !== data.storedVersion) {
+      counts.staleLogins.push(
+        `${player.id} on ${node.name}: identify() gave version ${data.version} (counter ${data.counter}), the store holds version ${data.storedVersion}`,
+      );
+    }
     return data;
   };
 
@@ -223,7 +241,7 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
         const ok = left.failed || (unclean ? isPrefix(left.log, arrived.log) : exact);
         if (!ok) {
           counts.badHandoffs.push(
-            `${player.id} ${home.name}->${target.name}: logout left counter ${left.counter}, login loaded ${arrived.counter}`,
+            `${player.id} ${home.name}->${target.name}: logout left counter ${left.counter} (last token ${left.log.at(-1)}), login loaded ${arrived.counter} (last token ${arrived.log.at(-1)}, version ${arrived.version ?? '?'}, stored version ${arrived.storedVersion ?? '?'})`,
           );
         }
       } catch (error) {
@@ -262,7 +280,7 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
           const before = observed.get(player.id);
           if (before !== undefined && (now === undefined || !isPrefix(before.log, now.log))) {
             counts.staleOverwrites.push(
-              `${player.id}: stored counter ${before.counter} (v${before.version}) replaced by ${now?.counter ?? 'nothing'} (v${now?.version}) not descending from it`,
+              `${player.id}: stored counter ${before.counter} (v${before.version}, tail ${before.log.slice(-3).join(' ')}) replaced by ${now?.counter ?? 'nothing'} (v${now?.version}, tail ${now?.log.slice(-3).join(' ')}) not descending from it`,
             );
           }
           if (now !== undefined) {
@@ -270,7 +288,9 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
             const tokens = new Set(now.log);
             const missing = player.acked.filter((ack) => ack.at < began && !tokens.has(ack.token));
             if (missing.length > 0) {
-              counts.missingAcked.push(`${player.id}: acked ${missing[0]!.token} missing from a later read`);
+              counts.missingAcked.push(
+                `${player.id}: acked ${missing[0]!.token} missing from a later read (v${now.version}, counter ${now.counter}, tail ${now.log.slice(-3).join(' ')})`,
+              );
             }
           }
         }
@@ -387,7 +407,9 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
     const tokens = new Set(now?.log ?? []);
     const missing = player.acked.filter((ack) => !tokens.has(ack.token));
     if (missing.length > 0) {
-      lostUsers.push(`${player.id} (${missing.length} acked tokens missing, e.g. ${missing[0]!.token})`);
+      lostUsers.push(
+        `${player.id} (${missing.length} acked tokens missing, e.g. ${missing[0]!.token}; stored v${now?.version}, counter ${now?.counter}, tail ${now?.log.slice(-3).join(' ')})`,
+      );
       lostTokens += missing.length;
     }
     // The last node's data must be stored. With clean logouts it is exactly what is stored; with stale nodes
@@ -415,6 +437,20 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
       `reloads ${totals.reloads}, ${samples} store samples, ${aheadOfLastNode} stored ahead of the last node (a stale node's fenced write)${counts.cutShort > 0 ? `, ${counts.cutShort} cut short by the crash` : ''}`,
   );
 
+  /** The unsaved users a node's shutdown reported (SHUTDOWN_INCOMPLETE), if any. */
+  const shutdownUnsaved = (node: Node) => {
+    const line = node.game.find('error', 'game server: shutdown incomplete')[0];
+    const err = line?.err as
+      | { unsaved?: { userId: string; maybeStored?: boolean; error?: string }[] }
+      | undefined;
+    return err?.unsaved ?? [];
+  };
+  /** What a node said last when its exit was not the expected one. */
+  const lastWords = (node: Node) => {
+    const line = [...node.game.logs].reverse().find((l) => l.level === 'error');
+    const text = line === undefined ? node.game.otherOutput.slice(-3).join(' / ') : JSON.stringify(line);
+    return text.slice(0, 600);
+  };
   const list = (items: readonly string[]) => `${items.length}: ${items.slice(0, 3).join('; ')}`;
   expect(
     result,
@@ -438,6 +474,11 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
     `logins that did not load the logout's data ${list(counts.badHandoffs)}`,
   );
   expect(result, counts.errors.length === 0, `operations failed with the store up ${list(counts.errors)}`);
+  expect(
+    result,
+    counts.staleLogins.length === 0,
+    `logins that did not load the stored data (stale data shown to the player) ${list(counts.staleLogins)}`,
+  );
   expect(result, unstored.length === 0, `final logout could not store ${list(unstored)}`);
   expect(result, totals.reloadFailures === 0, `${totals.reloadFailures} reloads after a conflict failed`);
   expect(result, counts.acked >= 50, `only ${counts.acked} purchases acknowledged: too few to mean anything`);
@@ -447,15 +488,25 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
       totals.conflicts > 0 && totals.reloads > 0,
       `the stale node never saw a conflict / reloaded (conflicts ${totals.conflicts}, reloads ${totals.reloads})`,
     );
+    // A node whose last write of a player lost a fenced race (a stale node's logout) kept that data and
+    // reports it unsaved at shutdown (exit 1): accurate, since it was not stored. Any other unsaved user, or
+    // any other exit, is a failure.
     const killed = everyNode[0]!;
     everyNode.forEach((node, index) => {
-      const exit = exits[index]!;
-      const want = node === killed ? 'SIGKILL' : '0';
-      expect(
-        result,
-        describeExit(exit) === want,
-        `${node.name} exit ${describeExit(exit)}, expected ${want}`,
-      );
+      const exit = describeExit(exits[index]!);
+      if (node === killed) {
+        expect(result, exit === 'SIGKILL', `${node.name} exit ${exit}, expected SIGKILL: ${lastWords(node)}`);
+        return;
+      }
+      const unsaved = shutdownUnsaved(node);
+      const conflicted = unsaved.filter((u) => u.error === 'VERSION_CONFLICT' && u.maybeStored === false);
+      if (exit === '1' && unsaved.length > 0 && conflicted.length === unsaved.length) {
+        result.notes.push(
+          `${node.name} exit 1: ${unsaved.length} player(s) whose last data lost a fenced race reported unsaved (${unsaved.map((u) => u.userId).join(', ')})`,
+        );
+        return;
+      }
+      expect(result, exit === '0', `${node.name} exit ${exit}, expected 0: ${lastWords(node)}`);
     });
   } else {
     expect(
@@ -465,7 +516,11 @@ async function run(context: ScenarioContext, result: ScenarioResult, unclean: bo
     );
     everyNode.forEach((node, index) => {
       const exit = exits[index]!;
-      expect(result, describeExit(exit) === '0', `${node.name} exit ${describeExit(exit)}, expected 0`);
+      expect(
+        result,
+        describeExit(exit) === '0',
+        `${node.name} exit ${describeExit(exit)}, expected 0: ${lastWords(node)}`,
+      );
     });
   }
 }
