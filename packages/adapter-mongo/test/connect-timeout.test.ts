@@ -49,7 +49,7 @@ describe('connectTimeout', () => {
         }),
       );
     }
-    for (const connectTimeout of [250, '250ms', '2s', '1.5s', '1m', '1 minute']) {
+    for (const connectTimeout of [250, '250ms', '2s', '1.5s', '1m', '1 minute'] as const) {
       expect(() => new MongoAdapter({ url: 'mongodb://127.0.0.1:1/', connectTimeout })).not.toThrow();
     }
     const client = newClient('mongodb://127.0.0.1:1/');

@@ -124,7 +124,7 @@ async function runMode(
   const adapterClient = openClient();
   const adapter = new RedisAdapter({ client: adapterClient, prefix: `bench_${mode}_core` });
   await adapter.setup();
-  const persistence = { userData: { persistence: { interval: '1h' } } };
+  const persistence = { userData: { persistence: { interval: '1h' as const } } };
 
   const core = create<PlayerData>({ adapter }, persistence);
   const coreData = await bindSessions(core, 0);

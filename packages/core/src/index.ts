@@ -11,7 +11,20 @@ export {
   ValidationError,
 } from './errors.js';
 export { create, SessionManager, type SessionManagerEvents, type SessionManagerStats } from './manager.js';
-export type { Duration, Logger, PersistenceOptions, SessionManagerOptions } from './options.js';
-export { type IdentifyOptions, Session, type SessionEvents, type SetUserOptions } from './session.js';
+export type {
+  Duration,
+  DurationString,
+  DurationUnit,
+  Logger,
+  PersistenceOptions,
+  SessionManagerOptions,
+} from './options.js';
+export {
+  type IdentifiedUserData,
+  type IdentifyOptions,
+  Session,
+  type SessionEvents,
+  type SetUserOptions,
+} from './session.js';
 export type { PersistenceAdapter, SaveRecord, SaveResult, StoredUser, UserData, UserId } from './types.js';
 export { checkUserData, MAX_USER_ID_BYTES, userKey } from './user-data.js';

@@ -3,8 +3,59 @@ import type { DirtyTracking } from './dirty-tracker.js';
 import { ValidationError } from './errors.js';
 import type { PersistenceAdapter } from './types.js';
 
-/** A duration: milliseconds, or an `ms` string such as `'30s'`, `'5m'`, `'250ms'`. */
-export type Duration = number | string;
+/**
+ * A unit of an `ms` duration string, in any case: `ms`, `s`, `sec`, `secs`, `second(s)`, `m`, `min(s)`,
+ * `minute(s)`, `h`, `hr(s)`, `hour(s)`, `d`, `day(s)`, `w`, `week(s)`, `y`, `yr(s)`, `year(s)` (and `msec(s)`,
+ * `millisecond(s)`).
+ */
+export type DurationUnit = Uppercase<DurationUnitName> | Lowercase<DurationUnitName> | DurationUnitName;
+
+type DurationUnitName =
+  | 'Years'
+  | 'Year'
+  | 'Yrs'
+  | 'Yr'
+  | 'Y'
+  | 'Weeks'
+  | 'Week'
+  | 'W'
+  | 'Days'
+  | 'Day'
+  | 'D'
+  | 'Hours'
+  | 'Hour'
+  | 'Hrs'
+  | 'Hr'
+  | 'H'
+  | 'Minutes'
+  | 'Minute'
+  | 'Mins'
+  | 'Min'
+  | 'M'
+  | 'Seconds'
+  | 'Second'
+  | 'Secs'
+  | 'Sec'
+  | 's'
+  | 'Milliseconds'
+  | 'Millisecond'
+  | 'Msecs'
+  | 'Msec'
+  | 'Ms';
+
+/**
+ * A duration string the [`ms`](https://github.com/vercel/ms) package parses: a number, optionally followed by
+ * a unit, with or without a space (`'30s'`, `'5 min'`, `'250ms'`, `'1.5h'`, `'7d'`). The same strings as `ms`'s
+ * `StringValue`, so an unknown unit (`'30 sekunden'`, `'5mins.'`) is a compile error, not a start-up failure.
+ */
+export type DurationString = `${number}` | `${number}${DurationUnit}` | `${number} ${DurationUnit}`;
+
+/**
+ * A positive duration: milliseconds, or an `ms` string such as `'30s'`, `'5m'`, `'250ms'`. A string held in a
+ * `string` variable (read from the environment, say) needs a check or a cast: `value as DurationString`; the
+ * option check still refuses it at run time if `ms` cannot parse it.
+ */
+export type Duration = number | DurationString;
 
 /**
  * Structured logger, pino style (`log.warn({ userId }, 'message')`); cagey-logger and pino fit. Every method is

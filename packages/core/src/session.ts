@@ -35,6 +35,17 @@ export interface IdentifyOptions<T extends object> {
   defaults?: T;
 }
 
+/**
+ * What `identify()` resolves with. A manager given a user-data type (`create<Player>()`) gives `Player`, and
+ * `defaults` must then be a `Player`. A manager without one (its type is the default `UserData`) gives the
+ * type of `defaults`: `identify(id, { defaults: { gold: 0 } })` resolves with `{ gold: number }`, or with the
+ * type argument of `identify<Player>(...)`.
+ */
+export type IdentifiedUserData<T extends object, D extends object> = IsUntyped<T> extends true ? D : T;
+
+/** Whether `T` is the default `UserData` (no user-data type was given), as opposed to a type of the game's. */
+type IsUntyped<T> = [T] extends [UserData] ? ([UserData] extends [T] ? true : false) : false;
+
 /** What a session needs from its manager. */
 export interface SessionHost<T extends object> {
   readonly adapter: PersistenceAdapter | undefined;
@@ -131,8 +142,19 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
    * Unsaved data of an earlier session of the same user in this process is newer than the store's and is
    * taken over instead. Emits `identified`; resolves with the user data. Identifying the same user again on
    * this session (a login sent twice) changes nothing and resolves with the same data.
+   *
+   * Typed by the manager's user-data type (`create<Player>()`: resolves with a `Player`, and `defaults` must be
+   * one); without one, by `defaults` (`{ defaults: { gold: 0 } }` resolves with `{ gold: number }`) or by a type
+   * argument (`identify<Player>(id)`). See `IdentifiedUserData`.
    */
-  identify(userId: UserId, options: IdentifyOptions<T> = {}): Promise<T> {
+  identify<D extends object = T>(
+    userId: UserId,
+    options: IdentifyOptions<IdentifiedUserData<T, D>> = {},
+  ): Promise<IdentifiedUserData<T, D>> {
+    return this.#identifyOnce(userId, options as IdentifyOptions<T>) as Promise<IdentifiedUserData<T, D>>;
+  }
+
+  #identifyOnce(userId: UserId, options: IdentifyOptions<T>): Promise<T> {
     this.#assertAlive('identify');
     const key = userKey(userId);
     if (this.#identified?.key === key) return this.#identified.done;

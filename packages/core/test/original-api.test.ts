@@ -9,6 +9,7 @@ import { MemoryAdapter } from '@cagey-sessions/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   create,
+  type Duration,
   type PersistenceError,
   type Session,
   SessionManager,
@@ -104,7 +105,8 @@ describe('create(apis, options)', () => {
   });
 
   it('rejects an invalid interval at construction with INVALID_OPTIONS', () => {
-    for (const interval of ['soon', '', '-5s', 0, Number.NaN]) {
+    // 'soon' and '' do not type-check: the type refuses them before the option check does.
+    for (const interval of ['soon', '', '-5s', 0, Number.NaN] as Duration[]) {
       expect(() => create({}, { userData: { persistence: { interval } } })).toThrow(
         expect.objectContaining({ code: 'INVALID_OPTIONS' }),
       );

@@ -1,6 +1,6 @@
 import ms from 'ms';
 import { ValidationError } from '../errors.js';
-import { nearestKey } from '../options.js';
+import { type Duration, nearestKey } from '../options.js';
 
 /** An INVALID_OPTIONS error of an adapter: `[name] Invalid options: message`. */
 export function invalidOptions(adapterName: string, message: string): ValidationError {
@@ -60,21 +60,21 @@ export function parseDuration(
   adapterName: string,
   option: string,
   value: unknown,
-  fallback: number | string,
+  fallback: Duration,
   limits?: { max?: number },
 ): number;
 export function parseDuration(
   adapterName: string,
   option: string,
   value: unknown,
-  fallback?: number | string,
+  fallback?: Duration,
   limits?: { max?: number },
 ): number | undefined;
 export function parseDuration(
   adapterName: string,
   option: string,
   value: unknown,
-  fallback?: number | string,
+  fallback?: Duration,
   { max = MAX_TIMER_MS }: { max?: number } = {},
 ): number | undefined {
   const given = value ?? fallback;
