@@ -22,8 +22,11 @@ export interface PipelineStats extends WriteCounters {
   retrying: number;
   /** Destroyed sessions whose data is not stored yet (held for retry, or reported at shutdown). */
   orphaned: number;
-  /** Duration of the last interval flush or `persistAllUserData()`, in ms; undefined before the first. */
-  lastFlushMs: number | undefined;
+  /**
+   * Duration of the last interval flush or `persistAllUserData()`, in ms; `null` until the first one finishes
+   * (always present, so it survives `JSON.stringify`).
+   */
+  lastFlushMs: number | null;
 }
 
 /**
@@ -40,7 +43,7 @@ export class PersistencePipeline<Owner> {
   readonly #dirty: DirtyTracker<Owner>;
   readonly #queue: WriteQueue<Owner>;
   readonly #options: ResolvedPersistenceOptions;
-  #lastFlushMs: number | undefined;
+  #lastFlushMs: number | null = null;
   #closed = false;
 
   constructor(

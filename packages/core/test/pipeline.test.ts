@@ -400,6 +400,15 @@ describe('destroy and shutdown', () => {
 });
 
 describe('stats', () => {
+  it('reports lastFlushMs as null until the first flush has finished, so the field is never missing', async () => {
+    const { manager } = setup();
+    await player(manager, 'a');
+    expect(manager.stats().lastFlushMs).toBeNull();
+    expect(JSON.parse(JSON.stringify(manager.stats()))).toHaveProperty('lastFlushMs', null);
+    await manager.persistAllUserData();
+    expect(manager.stats().lastFlushMs).toEqual(expect.any(Number));
+  });
+
   it('counts sessions, identified users, dirty data, writes, failures and conflicts', async () => {
     const { manager, faulty } = setup();
     await manager.create();
