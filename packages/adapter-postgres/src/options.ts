@@ -1,3 +1,4 @@
+import type { Duration } from '@cagey-sessions/core';
 import {
   type ClientSource,
   checkOptionKeys,
@@ -49,7 +50,7 @@ export interface PostgresAdapterBaseOptions {
    * Milliseconds or an `ms` string such as `'5s'`. Default `'5s'`. `clientOptions.connectionTimeoutMillis`
    * wins when given.
    */
-  connectTimeout?: number | string;
+  connectTimeout?: Duration;
 }
 
 export type PostgresAdapterOptions = PostgresAdapterBaseOptions &

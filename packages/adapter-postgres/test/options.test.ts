@@ -119,7 +119,7 @@ describe('options', () => {
     },
   );
 
-  it.each([1, 1500, '250ms', '1.5s', '5s', '2m', '2 minutes', '1h', '5000'])(
+  it.each([1, 1500, '250ms', '1.5s', '5s', '2m', '2 minutes', '1h', '5000'] as const)(
     'accepts connectTimeout %j',
     (connectTimeout) => {
       expect(() => new PostgresAdapter({ url: 'postgres://localhost/x', connectTimeout })).not.toThrow();

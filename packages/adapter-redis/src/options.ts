@@ -1,3 +1,4 @@
+import type { Duration } from '@cagey-sessions/core';
 import {
   type ClientSource,
   checkOptionKeys,
@@ -28,7 +29,7 @@ export interface RedisAdapterCommonOptions {
    * Expire a user's key this long after its last write: a number of milliseconds, or a duration string for
    * `ms`, e.g. `'7d'`. Applied on every save and delete; off by default, so data stays until deleted.
    */
-  ttl?: string | number;
+  ttl?: Duration;
   /** Records per `save` call: the batch size core's pipeline uses with this adapter. Default 1000. */
   batchSize?: number;
 }
@@ -60,7 +61,7 @@ export interface RedisAdapterUrlOptions extends RedisAdapterCommonOptions {
    * string for `ms`, e.g. `'5s'`. Also bounds a TCP connect and the silence of a server while a reply is due;
    * the client keeps reconnecting in the background, so calls succeed again once Redis is back. Default `'5s'`.
    */
-  connectTimeout?: string | number;
+  connectTimeout?: Duration;
 }
 
 export type RedisAdapterOptions = RedisAdapterClientOptions | RedisAdapterUrlOptions;
@@ -70,7 +71,7 @@ export type CreateRedisAdapterOptions = RedisAdapterCommonOptions & {
   client?: Redis | Cluster;
   url?: string;
   clientOptions?: RedisOptions | ClusterOptions;
-  connectTimeout?: string | number;
+  connectTimeout?: Duration;
 };
 
 /** The options, checked and in the units the adapter works in. */

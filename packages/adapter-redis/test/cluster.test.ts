@@ -1,3 +1,4 @@
+import type { Duration } from '@cagey-sessions/core';
 import type { Cluster } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RedisAdapter } from '../src/index.js';
@@ -9,7 +10,7 @@ describe.skipIf(!url)('RedisAdapter on a 3-master Redis Cluster', () => {
   let raw: Cluster;
   const adapters: RedisAdapter[] = [];
 
-  function adapter(options: { prefix?: string; ttl?: string } = {}): RedisAdapter {
+  function adapter(options: { prefix?: string; ttl?: Duration } = {}): RedisAdapter {
     const created = new RedisAdapter({ url: url!, prefix: randomPrefix('c'), ...options });
     adapters.push(created);
     return created;

@@ -1,4 +1,4 @@
-import { AdapterError } from '@cagey-sessions/core';
+import { AdapterError, type Duration } from '@cagey-sessions/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RedisAdapter } from '../src/index.js';
 import { clusterUrl, Endpoint, randomPrefix, standaloneUrl, timed } from './helpers.js';
@@ -42,7 +42,7 @@ describe.skipIf(!standalone)('an adapter-owned client when Redis is unreachable'
     return opened;
   }
 
-  function adapter(url: string, connectTimeout?: string | number): RedisAdapter {
+  function adapter(url: string, connectTimeout?: Duration): RedisAdapter {
     const created = new RedisAdapter({
       url,
       prefix: randomPrefix('down'),
@@ -175,7 +175,7 @@ describe.skipIf(!cluster)('an adapter-owned Cluster client when Redis is unreach
     await Promise.all(endpoints.splice(0).map((e) => e.close()));
   });
 
-  async function setupDown(mode: 'refuse' | 'blackhole', connectTimeout: string) {
+  async function setupDown(mode: 'refuse' | 'blackhole', connectTimeout: Duration) {
     const down = await Endpoint.open(mode);
     endpoints.push(down);
     const a = new RedisAdapter({

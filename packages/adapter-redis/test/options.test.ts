@@ -1,4 +1,4 @@
-import { ValidationError } from '@cagey-sessions/core';
+import { type Duration, ValidationError } from '@cagey-sessions/core';
 import { type Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisAdapter, DEFAULT_PREFIX, encodeUserKey, RedisAdapter } from '../src/index.js';
@@ -111,7 +111,7 @@ describe('connectTimeout', () => {
     await Promise.all(opened.splice(0).map((adapter) => adapter.close()));
   });
 
-  function owned(connectTimeout?: string | number, clientOptions: RedisOptions | ClusterOptions = {}) {
+  function owned(connectTimeout?: Duration, clientOptions: RedisOptions | ClusterOptions = {}) {
     const adapter = new RedisAdapter({
       url: 'redis://127.0.0.1:6390',
       clientOptions: { lazyConnect: true, ...clientOptions },
