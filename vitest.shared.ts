@@ -9,6 +9,10 @@ const packagesDir = fileURLToPath(new URL('./packages/', import.meta.url));
 export const workspaceAliases = [
   { find: /^@cagey-sessions\/testing$/, replacement: `${packagesDir}testing/src/index.ts` },
   {
+    find: /^@cagey-sessions\/testing\/conformance$/,
+    replacement: `${packagesDir}testing/src/conformance/index.ts`,
+  },
+  {
     find: /^@cagey-sessions\/test-servers$/,
     replacement: `${packagesDir}../tools/test-servers/src/index.ts`,
   },

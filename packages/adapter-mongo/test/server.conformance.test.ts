@@ -1,5 +1,9 @@
 import { userKey } from '@cagey-sessions/core';
-import { type ConformanceOptions, checkConformance, runAdapterConformance } from '@cagey-sessions/testing';
+import {
+  type ConformanceOptions,
+  checkConformance,
+  runAdapterConformance,
+} from '@cagey-sessions/testing/conformance';
 import type { MongoClient } from 'mongodb';
 import { describe, expect, it } from 'vitest';
 import { MongoAdapter, type UserDocument } from '../src/index.js';

@@ -1,5 +1,5 @@
 import { userKey } from '@cagey-sessions/core';
-import { runAdapterConformance } from '@cagey-sessions/testing';
+import { runAdapterConformance } from '@cagey-sessions/testing/conformance';
 import type pg from 'pg';
 import { describe, it } from 'vitest';
 import { PostgresAdapter } from '../src/index.js';

@@ -1,4 +1,4 @@
-import { runAdapterConformance } from '@cagey-sessions/testing';
+import { runAdapterConformance } from '@cagey-sessions/testing/conformance';
 import type { Cluster, Redis } from 'ioredis';
 import { describe, it } from 'vitest';
 import { RedisAdapter } from '../src/index.js';

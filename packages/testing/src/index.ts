@@ -1,16 +1,4 @@
-export type { Check, CheckContext } from './conformance/context.js';
-export { checkConformance, conformanceChecks, runAdapterConformance } from './conformance/run.js';
-export {
-  type CheckOutcome,
-  type ConformanceCapabilities,
-  type ConformanceContext,
-  type ConformanceGroup,
-  type ConformanceOptions,
-  type ConformanceReport,
-  conformanceGroups,
-  type InjectedClient,
-  type InspectedUser,
-} from './conformance/types.js';
+// The conformance suite needs vitest, so it has its own entry point: @cagey-sessions/testing/conformance.
 export {
   type AdapterMethod,
   type FailOptions,

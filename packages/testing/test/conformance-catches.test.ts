@@ -10,8 +10,8 @@ import {
   checkConformance,
   conformanceChecks,
   conformanceGroups,
-  MemoryStore,
-} from '../src/index.js';
+} from '../src/conformance/index.js';
+import { MemoryStore } from '../src/index.js';
 import { type Flaw, VersionIgnoringAdapter } from './fixtures/flawed-adapter.js';
 import { flawedOptions } from './fixtures/options.js';
 

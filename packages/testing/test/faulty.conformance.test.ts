@@ -2,7 +2,8 @@
  * Without faults FaultyAdapter is a transparent pass-through: wrapped around an adapter that needs setup(),
  * it passes the whole suite, setup checks included.
  */
-import { FaultyAdapter, runAdapterConformance } from '../src/index.js';
+import { runAdapterConformance } from '../src/conformance/index.js';
+import { FaultyAdapter } from '../src/index.js';
 import type { FlawedAdapter } from './fixtures/flawed-adapter.js';
 import { flawedOptions } from './fixtures/options.js';
 

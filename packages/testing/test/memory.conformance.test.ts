@@ -1,4 +1,5 @@
-import { MemoryAdapter, MemoryStore, runAdapterConformance } from '../src/index.js';
+import { runAdapterConformance } from '../src/conformance/index.js';
+import { MemoryAdapter, MemoryStore } from '../src/index.js';
 
 /** One store per namespace: adapters created with the same namespace are two processes over one database. */
 const stores = new Map<string, MemoryStore>();

@@ -1,9 +1,9 @@
 import type { PersistenceAdapter, SaveRecord, SaveResult, StoredUser, UserId } from '@cagey-sessions/core';
+import { expect as vitestExpect } from 'vitest';
 import type { CheckContext } from './context.js';
-import { vitest } from './vitest-api.js';
 
 export function expect<T>(actual: T, message?: string) {
-  return vitest().expect(actual, message);
+  return vitestExpect(actual, message);
 }
 
 export function fail(message: string): never {

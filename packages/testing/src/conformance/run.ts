@@ -1,4 +1,5 @@
 import type { PersistenceAdapter } from '@cagey-sessions/core';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { batchChecks, isolationChecks } from './checks-batches.js';
 import { idChecks, loadChecks, roundTripChecks } from './checks-data.js';
 import { lifecycleChecks } from './checks-lifecycle.js';
@@ -12,7 +13,6 @@ import {
   type ConformanceReport,
   conformanceGroups,
 } from './types.js';
-import { vitest } from './vitest-api.js';
 
 /** Every check of the suite, by group. */
 export const conformanceChecks: Readonly<Record<ConformanceGroup, readonly Check[]>> = {
@@ -152,7 +152,6 @@ async function runCheck(
  * titled "capability: …" or "group …: not run" that log a warning, never as silently skipped tests.
  */
 export function runAdapterConformance<A extends PersistenceAdapter>(options: ConformanceOptions<A>): void {
-  const { describe, it, beforeAll, afterAll } = vitest();
   const opts = options as unknown as ConformanceOptions<PersistenceAdapter>;
   checkOptions(opts);
   const plan = planConformance(opts);
@@ -203,7 +202,6 @@ export async function checkConformance<A extends PersistenceAdapter>(
 ): Promise<ConformanceReport> {
   const opts = options as unknown as ConformanceOptions<PersistenceAdapter>;
   checkOptions(opts);
-  vitest();
   const plan = planConformance(opts);
   const namespaces: string[] = [];
   const report: ConformanceReport = { passed: [], failed: [], notices: plan.notices.map((n) => n.message) };

@@ -1,5 +1,5 @@
 import { userKey } from '@cagey-sessions/core/adapter-kit';
-import { runAdapterConformance } from '@cagey-sessions/testing';
+import { runAdapterConformance } from '@cagey-sessions/testing/conformance';
 import initSqlJs, { type Database } from 'sql.js';
 import { SqliteAdapter } from './sqlite-adapter.js';
 
