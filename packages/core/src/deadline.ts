@@ -22,13 +22,14 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T
  * Calls an adapter method and bounds the wait: a store that hangs (a stopped process, a network black hole)
  * rejects the call with ADAPTER_TIMEOUT after `timeoutMs`. A synchronous throw or a non-promise return is
  * turned into a settled promise, so nothing an adapter does escapes as an uncaught exception. A call that
- * settles after its timeout is ignored.
+ * settles after its timeout is ignored; `onAbandon` is handed it, so the caller can still account for it.
  */
 export function callAdapter<T>(
   adapterName: string,
   operation: string,
   timeoutMs: number,
   call: () => Promise<T> | T,
+  onAbandon?: (pending: Promise<unknown>) => void,
 ): Promise<T> {
   let pending: Promise<T>;
   try {
@@ -41,6 +42,7 @@ export function callAdapter<T>(
     timer = setTimeout(() => {
       // The late outcome of the abandoned call must not surface as an unhandled rejection.
       pending.catch(() => {});
+      onAbandon?.(pending);
       reject(
         new PersistenceError(
           'ADAPTER_TIMEOUT',

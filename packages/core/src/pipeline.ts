@@ -3,7 +3,7 @@ import { KeepAlive, Pacer, withTimeout } from './deadline.js';
 import { DirtyTracker } from './dirty-tracker.js';
 import type { UnsavedUser } from './errors.js';
 import type { ResolvedPersistenceOptions } from './options.js';
-import type { PersistenceAdapter, UserId } from './types.js';
+import type { PersistenceAdapter, StoredUser, UserId } from './types.js';
 import type { UserState } from './user-state.js';
 import { isPermanent, type WriteCounters, type WriteHooks, WriteQueue } from './write-queue.js';
 import { AdapterWriter, ListenerWriter } from './writers.js';
@@ -114,15 +114,47 @@ export class PersistencePipeline<Owner> {
   }
 
   /**
-   * Adopts the unsaved data of a destroyed session of this user, if any: it is newer than the store's. Data
-   * that met a conflict is not adopted (the store holds newer data; the caller loads that instead).
+   * Takes over the unsaved data of a destroyed session of this user, if this process holds any: a player who
+   * reconnects finds what they did last, at once, even while its final write is still running. Unless the
+   * store has moved past it: the store is read (through `load`) and when another node has written the user
+   * since this process last did (a newer version), the data is `stale`, dropped, and the caller binds the
+   * store's data instead. Data that met a conflict is stale too. An unreachable store leaves the data adopted:
+   * it is the newest this process has, and the version fence stops its writes if it is not the newest.
    */
-  adoptOrphan(owner: Owner, key: string): UserState<Owner> | undefined {
+  async adoptOrphan(
+    owner: Owner,
+    key: string,
+    load: (() => Promise<StoredUser | undefined>) | undefined,
+  ): Promise<
+    | { kind: 'none' }
+    | { kind: 'adopted'; state: UserState<Owner> }
+    | { kind: 'stale'; loaded: boolean; stored: StoredUser | undefined }
+  > {
     const state = this.#users.get(key);
-    if (state === undefined || !state.orphan || state.write.conflict !== undefined) return undefined;
+    if (state === undefined || !state.orphan) return { kind: 'none' };
+    if (state.write.conflict !== undefined) {
+      this.#drop(state);
+      return { kind: 'stale', loaded: false, stored: undefined };
+    }
+    // Claimed, so that nothing forgets it while the store is read.
     state.owner = owner;
     state.orphan = false;
-    return state;
+    const adopted = { kind: 'adopted', state } as const;
+    if (load === undefined || state.write.version === undefined) return adopted;
+    let stored: StoredUser | undefined;
+    try {
+      stored = await load();
+    } catch {
+      return adopted;
+    }
+    if (stored === undefined || stored.version <= state.write.version) return adopted;
+    // One version ahead while this process's write is running: that version may be this write. Wait for it.
+    if (state.write.inFlight && stored.version === state.write.version + 1) {
+      await this.#queue.request(state).catch(() => {});
+      if (state.write.conflict === undefined && stored.version <= (state.write.version ?? 0)) return adopted;
+    }
+    this.#drop(state);
+    return { kind: 'stale', loaded: true, stored };
   }
 
   /** Replaces the user's data with the store's (after a conflict): writing resumes from `version`. */

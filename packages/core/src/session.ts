@@ -139,8 +139,8 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
   /**
    * Logs a player in: loads their stored data through the adapter (or starts from a copy of `defaults` for a
    * new player), binds it like `setUser` and keeps its version, so this session's writes are fenced by it.
-   * Unsaved data of an earlier session of the same user in this process is newer than the store's and is
-   * taken over instead. Emits `identified`; resolves with the user data. Identifying the same user again on
+   * Unsaved data of an earlier session of the same user in this process is taken over instead, once it is
+   * written and unless the store has moved past it (another node wrote the user meanwhile). Emits `identified`; resolves with the user data. Identifying the same user again on
    * this session (a login sent twice) changes nothing and resolves with the same data.
    *
    * Typed by the manager's user-data type (`create<Player>()`: resolves with a `Player`, and `defaults` must be
@@ -172,7 +172,11 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     const { pipeline, load } = this.#host;
     this.#host.claimUser(this, key);
     try {
-      let state = pipeline.adoptOrphan(this, key);
+      const held = await pipeline.adoptOrphan(this, key, load && (() => load(userId)));
+      // Destroyed while taking the data over: it stays held for retry, as the destroy would have left it.
+      if (held.kind === 'adopted' && this.#destroying !== undefined) pipeline.release(held.state, 'unsaved');
+      this.#assertAlive('identify');
+      let state = held.kind === 'adopted' ? held.state : undefined;
       if (state === undefined) {
         if (load === undefined) {
           throw new StateError(
@@ -180,7 +184,7 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
             'identify() loads stored data through an adapter; none is configured. Use setUser() instead.',
           );
         }
-        const stored = await load(userId);
+        const stored = held.kind === 'stale' && held.loaded ? held.stored : await load(userId);
         this.#assertAlive('identify');
         if (stored !== undefined) {
           state = pipeline.bind(this, userId, key, stored.userData, {

@@ -259,10 +259,13 @@ export class WriteQueue<Owner> {
       const batch = this.#takeBatch();
       if (batch.length === 0) continue;
       this.#activeBatches++;
-      void this.#runBatch(batch).finally(() => {
-        this.#activeBatches--;
-        this.#schedulePump();
-      });
+      const abandoned: Promise<unknown>[] = [];
+      void this.#runBatch(batch, abandoned)
+        .then(() => this.#outlast(abandoned))
+        .finally(() => {
+          this.#activeBatches--;
+          this.#schedulePump();
+        });
     }
   }
 
@@ -298,10 +301,26 @@ export class WriteQueue<Owner> {
     return batch;
   }
 
-  async #runBatch(batch: Entry<Owner>[]): Promise<void> {
+  /**
+   * Waits until store calls the batch gave up on have settled, or one more `callTimeout` has passed (a call
+   * that hangs for good must not hold its place forever).
+   */
+  async #outlast(abandoned: Promise<unknown>[]): Promise<void> {
+    if (abandoned.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#options.callTimeout);
+      timer.unref();
+    });
+    await Promise.race([Promise.allSettled(abandoned), limit]);
+    clearTimeout(timer);
+  }
+
+  async #runBatch(batch: Entry<Owner>[], abandoned: Promise<unknown>[]): Promise<void> {
     for (const entry of batch) this.#running.add(entry);
     try {
-      const outcomes = await this.#writer.write(batch, this.#tools);
+      const tools: BatchTools<Owner> = { ...this.#tools, abandoned: (pending) => abandoned.push(pending) };
+      const outcomes = await this.#writer.write(batch, tools);
       const pace = new Pacer();
       for (let i = 0; i < batch.length; i++) {
         await pace.yieldIfDue();
@@ -315,7 +334,7 @@ export class WriteQueue<Owner> {
     }
   }
 
-  readonly #tools: BatchTools<Owner> = {
+  readonly #tools: Omit<BatchTools<Owner>, 'abandoned'> = {
     prepare: async (entries) => {
       const settled = new Map<Entry<Owner>, Outcome>();
       const toWrite: Entry<Owner>[] = [];

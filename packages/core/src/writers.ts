@@ -41,6 +41,12 @@ export interface BatchTools<Owner> {
    * and the listeners' error, if any.
    */
   emit(entries: readonly Entry<Owner>[]): Promise<Map<Entry<Owner>, { listened: boolean; error?: Error }>>;
+  /**
+   * A store call given up on after `callTimeout` is still running in the driver: the batch keeps its place
+   * among the `concurrency` calls in flight until it settles (or one more `callTimeout` passes), so that a
+   * stalled store is not sent ever more calls that all arrive at once when it wakes up.
+   */
+  abandoned(pending: Promise<unknown>): void;
 }
 
 /** Gets a batch of users' data into the store: an adapter, or (in the original API) the listeners. */
@@ -72,7 +78,7 @@ export class AdapterWriter implements Writer {
       else if (listened) entry.snapshot = undefined;
     }
     const { settled, toWrite } = await tools.prepare(batch.filter((entry) => !failed.has(entry)));
-    const saved = toWrite.length === 0 ? [] : await this.#save(toWrite);
+    const saved = toWrite.length === 0 ? [] : await this.#save(toWrite, tools);
     const outcomes = new Map<Entry<Owner>, Outcome>([...failed, ...settled]);
     toWrite.forEach((entry, i) => outcomes.set(entry, saved[i]!));
     return batch.map((entry) => outcomes.get(entry)!);
@@ -82,7 +88,7 @@ export class AdapterWriter implements Writer {
    * One `adapter.save` call for the entries. A call that throws, rejects, times out or answers with the wrong
    * shape becomes an error outcome for its entries: nothing escapes.
    */
-  async #save<Owner>(entries: readonly Entry<Owner>[]): Promise<Outcome[]> {
+  async #save<Owner>(entries: readonly Entry<Owner>[], tools: BatchTools<Owner>): Promise<Outcome[]> {
     const adapter = this.#adapter;
     const records: SaveRecord[] = entries.map((entry) => ({
       userId: entry.state.userId,
@@ -93,7 +99,13 @@ export class AdapterWriter implements Writer {
     }));
     let saved: unknown;
     try {
-      saved = await callAdapter(adapter.name, 'save', this.#callTimeout, () => adapter.save(records));
+      saved = await callAdapter(
+        adapter.name,
+        'save',
+        this.#callTimeout,
+        () => adapter.save(records),
+        tools.abandoned,
+      );
     } catch (error) {
       const failure: Outcome = {
         status: 'error',

@@ -354,11 +354,9 @@ describe('destroy and shutdown', () => {
     faulty.failNext(1);
     await first.destroy(true);
     expect(store.peek('back')?.userData.gold).toBe(0);
-    const loadsBefore = faulty.calls.load;
     const second = await manager.create();
-    const data = await second.identify('back');
+    const data = await second.identify('back'); // the store (version 1) has not moved past the held data
     expect(data.gold).toBe(77);
-    expect(faulty.calls.load).toBe(loadsBefore);
     await second.persistNow();
     expect(store.peek('back')).toEqual({ userData: { gold: 77, items: [] }, version: 2 });
   });
@@ -609,6 +607,22 @@ describe('faults that must not lose data', () => {
     await vi.waitFor(() => expect(session.isDirty()).toBe(false));
   });
 
+  it('a call given up on keeps its place among the concurrent calls for one more callTimeout: a stalled store is not flooded', async () => {
+    const { manager, store, faulty } = setup({ callTimeout: 150, concurrency: 1 });
+    const [a, b] = await Promise.all([player(manager, 'flood-a'), player(manager, 'flood-b')]);
+    a.userData!.gold = 1;
+    const hang = faulty.hang();
+    await expect(a.persistNow()).rejects.toMatchObject({ code: 'ADAPTER_TIMEOUT' });
+    b.userData!.gold = 2;
+    const bWritten = b.persistNow().catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 75));
+    expect(hang.pending).toBe(1); // b waits: a's call still holds the only place
+    await vi.waitFor(() => expect(hang.pending).toBe(2), { timeout: 2_000 }); // ...for one callTimeout at most
+    hang.release();
+    await bWritten;
+    await vi.waitFor(() => expect(store.peek('flood-b')?.userData.gold).toBe(2));
+  });
+
   it('identify() also gives up on a hanging store after callTimeout', async () => {
     const { manager, faulty } = setup({ callTimeout: 100 });
     faulty.hang({ methods: ['load'] });
@@ -678,6 +692,25 @@ describe('faults that must not lose data', () => {
     expect(x).toBe(y);
     await session.persistNow();
     expect(store.peek('twice')?.userData.gold).toBe(99);
+  });
+
+  it("a returning player whose held data another node has overtaken gets the store's newer data", async () => {
+    const store = new MemoryStore();
+    const nodeA = setup({ retry: { initialDelay: 60_000, maxDelay: 60_000 } }, store);
+    const nodeB = setup({}, store);
+    const first = await player(nodeA.manager, 'hopper2');
+    await first.persistNow();
+    first.userData!.gold = 5;
+    nodeA.faulty.failNext(1); // A's final write fails: A holds gold 5 at version 1
+    await first.destroy(true);
+    const onB = await player(nodeB.manager, 'hopper2'); // the player moved to B, which writes version 2
+    onB.userData!.gold = 50;
+    await onB.persistNow();
+    await onB.destroy(true);
+    const back = await nodeA.manager.create();
+    expect(await back.identify('hopper2')).toEqual({ gold: 50, items: [] });
+    expect(back.version).toBe(2);
+    expect(nodeA.manager.stats().orphaned).toBe(0);
   });
 
   it('a reconnect does not wait for the final write of the destroyed session: it takes over its data at once', async () => {
