@@ -195,10 +195,11 @@ export class RedisAdapter implements PersistenceAdapter {
     } catch (error) {
       throw this.#wrap('delete', error, userId);
     }
-    if (reply === 1) return true;
-    if (reply === 0) return false;
-    if (typeof reply === 'number' && reply < 0 && expected !== undefined) {
-      throw new ConflictError(userId, expected, -reply);
+    const answer = replyNumber(reply);
+    if (answer === 1) return true;
+    if (answer === 0) return false;
+    if (answer !== undefined && answer < 0 && expected !== undefined) {
+      throw new ConflictError(userId, expected, -answer);
     }
     throw new AdapterError(this.name, `delete failed: unexpected reply from the delete script.`);
   }
@@ -344,11 +345,7 @@ export class RedisAdapter implements PersistenceAdapter {
               outcomes[index] = error;
               continue;
             }
-            const value: unknown = Array.isArray(reply) ? reply[i] : undefined;
-            outcomes[index] =
-              value instanceof Error || typeof value === 'number' || isConflictWithWriteId(value)
-                ? value
-                : new Error('unexpected reply from the save script');
+            outcomes[index] = toOutcome(Array.isArray(reply) ? reply[i] : undefined);
           }
         });
       }),
@@ -432,10 +429,26 @@ export function createRedisAdapter(options: CreateRedisAdapterOptions = {}): Red
  */
 type Outcome = number | [number, string] | Error;
 
-function isConflictWithWriteId(value: unknown): value is [number, string] {
-  return (
-    Array.isArray(value) && value.length === 2 && typeof value[0] === 'number' && typeof value[1] === 'string'
-  );
+/** One key's entry in the save script's reply, as an outcome. */
+function toOutcome(value: unknown): Outcome {
+  if (value instanceof Error) return value;
+  const version = replyNumber(value);
+  if (version !== undefined) return version;
+  if (Array.isArray(value) && value.length === 2 && typeof value[1] === 'string') {
+    const current = replyNumber(value[0]);
+    if (current !== undefined) return [current, value[1]];
+  }
+  return new Error('unexpected reply from the save script');
+}
+
+/**
+ * A number in a script reply: the scripts answer versions as decimal strings (exact in every client), and a
+ * client may answer small integers as numbers or, with `stringNumbers`, as strings.
+ */
+function replyNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : undefined;
+  if (typeof value === 'string' && /^-?\d{1,16}$/.test(value)) return Number(value);
+  return undefined;
 }
 
 /** A key for a message: quoted, and cut when long (a user id may take up to 512 bytes, more once encoded). */

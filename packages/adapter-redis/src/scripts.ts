@@ -18,8 +18,14 @@ const MAX_WRITE_ID_LENGTH = 64;
 /**
  * Lua shared by both scripts: parses a value's head. Returns nil for a value this adapter did not write, else
  * the stored version (0 when the key does not exist), whether a live record is stored, and its write id.
+ * `version_reply` answers a version as a decimal string: clients decode integer replies near 2^53 inexactly
+ * (ioredis 6 reads 9007199254740991 as 9007199254740992), strings are exact.
  */
 const PARSE_HEAD = `
+local function version_reply(version)
+  return string.format('%d', version)
+end
+
 local function parse_head(head)
   if head == '' then return 0, false, nil end
   local digits, rest = string.match(head, '^(%d+):(.*)$')
@@ -40,9 +46,9 @@ export const FOREIGN_VALUE = 'CAGEY_FOREIGN_VALUE';
  * Versioned save of one or more keys (all in one Cluster slot).
  * KEYS: the users' keys. ARGV[1]: TTL in milliseconds, '0' for none; then per key: expected version ('' for an
  * unconditional write) and the payload, `<writeId>:<json>` or `<json>`.
- * Returns one entry per key: the new version (> 0) when written; on conflict 0 when no live record exists,
- * minus the live stored version when it has no write id, or the pair {minus the live version, its write id};
- * an error reply when the store refused that key. `redis.pcall` keeps one key's failure (a key of another type,
+ * Returns one entry per key, versions as decimal strings: the new version (> 0) when written; on conflict '0'
+ * when no live record exists, minus the live stored version when it has no write id, or the pair {minus the
+ * live version, its write id}; an error reply when the store refused that key. `redis.pcall` keeps one key's failure (a key of another type,
  * out of memory) from aborting the others.
  */
 export const SAVE_SCRIPT = `${PARSE_HEAD}
@@ -66,11 +72,11 @@ for i = 1, #KEYS do
       end
       if conflict then
         if not live then
-          results[i] = 0
+          results[i] = version_reply(0)
         elseif write_id then
-          results[i] = { -stored, write_id }
+          results[i] = { version_reply(-stored), write_id }
         else
-          results[i] = -stored
+          results[i] = version_reply(-stored)
         end
       else
         local version = stored + 1
@@ -81,7 +87,7 @@ for i = 1, #KEYS do
         else
           reply = redis.pcall('SET', key, value)
         end
-        if type(reply) == 'table' and reply.err then results[i] = reply else results[i] = version end
+        if type(reply) == 'table' and reply.err then results[i] = reply else results[i] = version_reply(version) end
       end
     end
   end
@@ -92,7 +98,7 @@ return results
 /**
  * Delete of one key, leaving a tombstone that holds the next version (and no write id).
  * KEYS[1]: the user's key. ARGV[1]: TTL in milliseconds, '0' for none. ARGV[2]: expected version or ''.
- * Returns 1 when deleted, 0 when there was no live record, minus the live version on conflict.
+ * Returns 1 when deleted, 0 when there was no live record, minus the live version (a decimal string) on conflict.
  */
 export const DELETE_SCRIPT = `${PARSE_HEAD}
 local stored, live = parse_head(redis.call('GETRANGE', KEYS[1], 0, ${HEAD_BYTES - 1}))
@@ -100,7 +106,7 @@ if not stored then
   return redis.error_reply('${FOREIGN_VALUE} the key holds a value not written by cagey-sessions')
 end
 if not live then return 0 end
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= stored then return -stored end
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= stored then return version_reply(-stored) end
 local tombstone = string.format('%d', stored + 1) .. ':'
 if ARGV[1] ~= '0' then
   redis.call('SET', KEYS[1], tombstone, 'PX', ARGV[1])

@@ -155,6 +155,7 @@ describe.skipIf(!url)('RedisAdapter on a standalone server', () => {
         await a.save([{ userId: 'long', userData: { n: 2 }, expectedVersion: version, writeId: 'next' }]),
       ).toEqual([{ status: 'ok', version: version + 1 }]);
       expect(await rawWriteId(raw, a.keyFor('long'))).toBe('next');
+      await expect(a.delete('long', version)).rejects.toMatchObject({ currentVersion: version + 1 });
       expect(await a.delete('long', version + 1)).toBe(true);
       expect(await rawVersion(raw, a.keyFor('long'))).toBe(version + 2);
     });
