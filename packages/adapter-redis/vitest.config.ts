@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
-import { workspaceAliases } from '../../vitest.shared.ts';
+import { driverAliases, workspaceAliases } from '../../vitest.shared.ts';
 
 export default defineConfig({
-  resolve: { alias: workspaceAliases },
+  // CAGEY_DRIVER=ioredis5 runs the tests against the previous major (see `test:ioredis5`).
+  resolve: { alias: [...workspaceAliases, ...driverAliases(import.meta.dirname, 'ioredis')] },
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
