@@ -80,7 +80,7 @@ export class AdapterWriter implements Writer {
     const { settled, toWrite } = await tools.prepare(batch.filter((entry) => !failed.has(entry)));
     const saved = toWrite.length === 0 ? [] : await this.#save(toWrite, tools);
     const outcomes = new Map<Entry<Owner>, Outcome>([...failed, ...settled]);
-    toWrite.forEach((entry, i) => outcomes.set(entry, saved[i]!));
+    for (const [i, entry] of toWrite.entries()) outcomes.set(entry, saved[i]!);
     return batch.map((entry) => outcomes.get(entry)!);
   }
 
