@@ -14,10 +14,15 @@ export type ItemName = keyof typeof ITEM_PRICES;
 
 export const ITEM_NAMES = Object.keys(ITEM_PRICES) as ItemName[];
 
-/** Something a player bought; `id` is unique per player (the purchase's number), so a purchase can be traced. */
+/**
+ * Something a player bought. `id` is unique per player (the purchase's number); `key` is the client's
+ * idempotency key for the purchase, so a retried `buy` never buys twice. Items bought before keys existed
+ * have none.
+ */
 export interface OwnedItem {
   id: number;
   item: ItemName;
+  key?: string;
 }
 
 /** A player's persisted data: what `session.userData` holds. JSON-compatible by construction. */
@@ -37,7 +42,7 @@ export function newPlayer(): Player {
 /** Random numbers, injectable so rules are testable. Returns a float in [0, 1). */
 export type Random = () => number;
 
-export type Action = { t: 'mine' } | { t: 'fight' } | { t: 'buy'; item: ItemName };
+export type Action = { t: 'mine' } | { t: 'fight' } | { t: 'buy'; item: ItemName; key: string };
 
 export type ActionOutcome =
   | { kind: 'changed' }
@@ -52,7 +57,20 @@ export function levelFor(xp: number): number {
   return 1 + Math.floor(Math.sqrt(xp / 100));
 }
 
-/** Applies one action to the player in place (the session's user data is mutated, never replaced). */
+/** The item bought with idempotency key `key`, if any. */
+export function purchaseByKey(player: Player, key: string): OwnedItem | undefined {
+  // Newest first: a retry is almost always of a recent purchase.
+  for (let i = player.inventory.length - 1; i >= 0; i--) {
+    const owned = player.inventory[i]!;
+    if (owned.key === key) return owned;
+  }
+  return undefined;
+}
+
+/**
+ * Applies one action to the player in place (the session's user data is mutated, never replaced). A `buy`
+ * whose key was already used is not applied again: the caller looks the key up first (`purchaseByKey`).
+ */
 export function applyAction(player: Player, action: Action, random: Random): ActionOutcome {
   switch (action.t) {
     case 'mine':
@@ -72,66 +90,205 @@ export function applyAction(player: Player, action: Action, random: Random): Act
       }
       player.gold -= price;
       player.purchases += 1;
-      const purchase: OwnedItem = { id: player.purchases, item: action.item };
+      const purchase: OwnedItem = { id: player.purchases, item: action.item, key: action.key };
       player.inventory.push(purchase);
       return { kind: 'purchased', purchase: { ...purchase } };
     }
   }
 }
 
-// ---- Wire protocol (JSON text frames). Every request carries a `seq` the reply echoes. ----
+// ---- Deltas: replies say what changed, not the whole state. ----
+
+/** The player's fields other than the inventory. */
+export type Scalars = Omit<Player, 'inventory'>;
+
+export function scalarsOf(player: Player): Scalars {
+  return { gold: player.gold, xp: player.xp, level: player.level, purchases: player.purchases };
+}
+
+/** The scalar fields that differ from `before`; undefined when none does. */
+export function changedScalars(before: Scalars, player: Player): Partial<Scalars> | undefined {
+  const changes: Partial<Scalars> = {};
+  let changed = false;
+  for (const key of Object.keys(before) as (keyof Scalars)[]) {
+    if (player[key] !== before[key]) {
+      changes[key] = player[key];
+      changed = true;
+    }
+  }
+  return changed ? changes : undefined;
+}
+
+// ---- Wire protocol (JSON text frames). Every request carries a `seq` that its reply echoes. ----
 
 export type ClientMessage =
-  | { t: 'login'; seq: number; userId: string; token?: string }
+  | { t: 'login'; seq: number; userId: string; token?: string; auth?: string }
+  | { t: 'state'; seq: number }
   | (Action & { seq: number });
+
+/**
+ * A change to the player's state. `v` is the state's version in this session: every reply that changes the
+ * state carries the next version and the change (`changes`: new values of scalar fields; `added`: items
+ * appended to the inventory). A client holding version `v - 1` applies it; any other client asks for
+ * `{ t: 'state' }`.
+ */
+export interface Delta {
+  v: number;
+  changes?: Partial<Scalars>;
+  added?: OwnedItem[];
+}
+
+export type ErrorCode =
+  | 'BAD_REQUEST'
+  | 'NOT_LOGGED_IN'
+  | 'ALREADY_LOGGED_IN'
+  | 'AUTH_FAILED'
+  | 'RATE_LIMITED'
+  | 'KEY_REUSED'
+  | 'NOT_STORED'
+  | 'STORE_UNAVAILABLE'
+  | 'SHUTTING_DOWN'
+  | 'INTERNAL';
+
+/** Limits the server announces in its welcome, so a client can pace itself. */
+export interface AnnouncedLimits {
+  maxFrameBytes: number;
+  maxPending: number;
+  rateLimit: { perSecond: number; burst: number } | null;
+}
 
 export type ServerMessage =
   /** `resumed`: the reconnect token matched a session still in its grace period; nothing was reloaded. */
-  | { t: 'welcome'; seq: number; token: string; resumed: boolean; returning: boolean; state: Player }
-  | { t: 'ok'; seq: number; state: Player }
-  /** Sent only once the purchase is stored: the acknowledgement a player can rely on. */
-  | { t: 'purchased'; seq: number; purchase: OwnedItem; state: Player }
-  | { t: 'rejected'; seq: number; reason: string; state: Player }
-  /** `state` is present when the player is logged in, so the client's view stays current. */
-  | { t: 'error'; seq: number | null; code: string; message: string; state?: Player };
+  | {
+      t: 'welcome';
+      seq: number;
+      token: string;
+      resumed: boolean;
+      returning: boolean;
+      v: number;
+      state: Player;
+      limits: AnnouncedLimits;
+    }
+  | ({ t: 'ok'; seq: number } & Delta)
+  /**
+   * Sent only once the purchase is stored: the acknowledgement a player can rely on. `replayed`: the key was
+   * already used, this is the same purchase confirmed again (no new change).
+   */
+  | ({ t: 'purchased'; seq: number; purchase: OwnedItem; replayed?: true } & Delta)
+  | { t: 'rejected'; seq: number; v: number; reason: string }
+  | { t: 'state'; seq: number; v: number; state: Player }
+  /**
+   * `v` (and a change) are present when the player is logged in. `NOT_STORED` carries the purchase it applied
+   * (`purchase`, `added`): applied, not yet stored; the same `buy` with the same key confirms it.
+   */
+  | ({
+      t: 'error';
+      seq: number | null;
+      code: ErrorCode;
+      message: string;
+      purchase?: OwnedItem;
+      retryAfterMs?: number;
+    } & Partial<Delta>);
 
-/** WebSocket close codes the server uses besides the standard ones. */
-export const CLOSE_REPLACED = 4000;
-export const CLOSE_GOING_AWAY = 1001;
+/**
+ * Applies a reply to a client's copy of the state. Returns false when the reply does not follow from the
+ * copy (a version was skipped): the client then asks for `{ t: 'state' }`.
+ */
+export function applyReply(copy: { v: number; state: Player }, reply: ServerMessage): boolean {
+  if (reply.t === 'welcome' || reply.t === 'state') {
+    copy.v = reply.v;
+    copy.state = structuredClone(reply.state);
+    return true;
+  }
+  if (reply.t === 'rejected' || reply.v === undefined || reply.v === copy.v) return true;
+  if (reply.v !== copy.v + 1) return false;
+  if (reply.changes !== undefined) Object.assign(copy.state, reply.changes);
+  if (reply.added !== undefined) copy.state.inventory.push(...reply.added.map((item) => ({ ...item })));
+  copy.v = reply.v;
+  return true;
+}
 
-const USER_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** WebSocket close codes the server uses. 1006 (no close frame) is what a client sees after a heartbeat timeout. */
+export const CLOSE_CODES = {
+  /** The server is shutting down. */
+  GOING_AWAY: 1001,
+  /** The client kept sending after its requests were refused for the rate limit. */
+  POLICY: 1008,
+  /** A frame larger than `maxFrameBytes`. */
+  TOO_BIG: 1009,
+  /** The same player logged in, or resumed, on another connection (or their data changed on another server). */
+  REPLACED: 4000,
+  /** No successful login within `loginTimeoutMs`. */
+  LOGIN_TIMEOUT: 4001,
+  /** Replies piled up unread beyond `maxBufferedBytes` for longer than `slowReaderTimeoutMs`. */
+  TOO_SLOW: 4002,
+} as const;
 
-/** Parses and validates a client frame; returns an error message for anything malformed. */
-export function parseClientMessage(text: string): ClientMessage | string {
+export const CLOSE_REPLACED = CLOSE_CODES.REPLACED;
+export const CLOSE_GOING_AWAY = CLOSE_CODES.GOING_AWAY;
+
+const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+const MAX_AUTH_LENGTH = 512;
+
+/** A frame the server could not take: the message to send back, and the request's `seq` when it had a valid one. */
+export interface ParseFailure {
+  error: string;
+  seq: number | null;
+}
+
+/** Parses and validates a client frame. */
+export function parseClientMessage(text: string): ClientMessage | ParseFailure {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return 'not JSON';
+    return { error: 'not JSON', seq: null };
   }
-  if (typeof value !== 'object' || value === null) return 'expected an object';
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { error: 'expected an object', seq: null };
+  }
   const m = value as Record<string, unknown>;
-  if (typeof m.seq !== 'number' || !Number.isSafeInteger(m.seq)) return 'seq must be an integer';
+  if (typeof m.seq !== 'number' || !Number.isSafeInteger(m.seq)) {
+    return { error: 'seq must be an integer', seq: null };
+  }
+  const seq = m.seq;
+  const fail = (error: string): ParseFailure => ({ error, seq });
   switch (m.t) {
-    case 'login':
-      if (typeof m.userId !== 'string' || !USER_ID.test(m.userId)) {
-        return 'userId must be 1-64 letters, digits or _.:-';
+    case 'login': {
+      if (typeof m.userId !== 'string' || !NAME.test(m.userId)) {
+        return fail('userId must be 1-64 letters, digits or _.:-');
       }
-      if (m.token !== undefined && (typeof m.token !== 'string' || m.token.length > 64)) {
-        return 'token must be a string';
+      const login: ClientMessage = { t: 'login', seq, userId: m.userId };
+      if (m.token !== undefined) {
+        if (typeof m.token !== 'string') return fail('token must be a string');
+        if (m.token.length === 0 || m.token.length > 64) return fail('token must be 1-64 characters');
+        login.token = m.token;
       }
-      return m.token === undefined
-        ? { t: 'login', seq: m.seq, userId: m.userId }
-        : { t: 'login', seq: m.seq, userId: m.userId, token: m.token };
+      if (m.auth !== undefined) {
+        if (typeof m.auth !== 'string') return fail('auth must be a string');
+        if (m.auth.length > MAX_AUTH_LENGTH)
+          return fail(`auth must be at most ${MAX_AUTH_LENGTH} characters`);
+        login.auth = m.auth;
+      }
+      return login;
+    }
     case 'mine':
     case 'fight':
-      return { t: m.t, seq: m.seq };
+    case 'state':
+      return { t: m.t, seq };
     case 'buy':
       if (typeof m.item !== 'string' || !Object.hasOwn(ITEM_PRICES, m.item)) {
-        return `item must be one of ${ITEM_NAMES.join(', ')}`;
+        return fail(`item must be one of ${ITEM_NAMES.join(', ')}`);
       }
-      return { t: 'buy', seq: m.seq, item: m.item as ItemName };
+      if (typeof m.key !== 'string' || !NAME.test(m.key)) {
+        return fail('key (the purchase idempotency key) must be 1-64 letters, digits or _.:-');
+      }
+      return { t: 'buy', seq, item: m.item as ItemName, key: m.key };
     default:
-      return 'unknown message type';
+      return fail('unknown message type');
   }
+}
+
+export function isParseFailure(value: ClientMessage | ParseFailure): value is ParseFailure {
+  return 'error' in value;
 }

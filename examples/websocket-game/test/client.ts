@@ -1,5 +1,5 @@
-import { WebSocket } from 'ws';
-import type { ClientMessage, ServerMessage } from '../src/game.js';
+import { type ClientOptions, WebSocket } from 'ws';
+import { applyReply, type ClientMessage, newPlayer, type Player, type ServerMessage } from '../src/game.js';
 
 /** A client message without its `seq`, which `request` assigns. */
 export type Request = ClientMessage extends infer M ? (M extends unknown ? Omit<M, 'seq'> : never) : never;
@@ -10,6 +10,10 @@ export class TestClient {
   readonly received: ServerMessage[] = [];
   /** Resolves with the close code once the connection is closed (by either side). */
   readonly closed: Promise<number>;
+  /** The client's copy of its player, kept from the welcome and the deltas of every reply. */
+  readonly view: { v: number; state: Player } = { v: 0, state: newPlayer() };
+  /** False once a reply did not follow from the copy (a skipped version). */
+  inSync = true;
   #seq = 0;
   #waiters: (() => void)[] = [];
 
@@ -17,14 +21,16 @@ export class TestClient {
     this.ws = ws;
     this.closed = new Promise((resolve) => ws.once('close', (code) => resolve(code)));
     ws.on('message', (data) => {
-      this.received.push(JSON.parse(data.toString()) as ServerMessage);
+      const message = JSON.parse(data.toString()) as ServerMessage;
+      this.received.push(message);
+      if (!applyReply(this.view, message)) this.inSync = false;
       for (const wake of this.#waiters.splice(0)) wake();
     });
   }
 
-  static connect(url: string): Promise<TestClient> {
+  static connect(url: string, options?: ClientOptions): Promise<TestClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
+      const ws = new WebSocket(url, options);
       const client = new TestClient(ws);
       ws.once('open', () => resolve(client));
       ws.once('error', reject);
@@ -32,10 +38,23 @@ export class TestClient {
   }
 
   /** Sends a request and resolves with the reply carrying its `seq`. */
-  async request(message: Request): Promise<ServerMessage> {
-    const seq = ++this.#seq;
-    this.ws.send(JSON.stringify({ ...message, seq }));
-    return this.next((reply) => reply.seq === seq);
+  async request(message: Request, timeoutMs?: number): Promise<ServerMessage> {
+    const [seq] = this.pipeline([message]);
+    return this.next((reply) => reply.seq === seq, timeoutMs);
+  }
+
+  /** Sends every message in one TCP write (pipelined); returns their seqs. */
+  pipeline(messages: readonly Request[]): number[] {
+    const socket = (this.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    const seqs: number[] = [];
+    socket.cork();
+    for (const message of messages) {
+      const seq = ++this.#seq;
+      seqs.push(seq);
+      this.ws.send(JSON.stringify({ ...message, seq }));
+    }
+    socket.uncork();
+    return seqs;
   }
 
   /** The first received message (already or later) matching `predicate`; rejects if the connection closes first. */
@@ -73,7 +92,9 @@ export class TestClient {
 
   async close(): Promise<void> {
     if (this.ws.readyState === WebSocket.CLOSED) return;
+    if (this.ws.isPaused) this.ws.resume();
     this.ws.close();
-    await this.closed;
+    await Promise.race([this.closed, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    this.ws.terminate();
   }
 }
