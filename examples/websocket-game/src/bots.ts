@@ -1,46 +1,103 @@
 /**
- * Bot players: each one logs in over a real WebSocket, plays random actions at a human-ish pace, drops its
+ * Bot players. Each one logs in over a real WebSocket, plays random actions at a human-ish pace, drops its
  * connection now and then (coming back within the grace period, after it, or from a second connection), and
- * remembers the last state the server acknowledged, which is what the store must hold in the end.
+ * keeps its own copy of the player from the welcome and the deltas of the replies: the last state the server
+ * acknowledged, which is what the store must hold in the end.
+ *
+ * Adversarial bots play the same game and, now and then, misbehave the way real clients do: drop the
+ * connection with requests in flight, resume on a new connection mid-request, flood the server with a burst
+ * of pipelined requests, stop reading for a while, log in twice at once. After each trick they check, from
+ * what the server told them, that no request was applied without being answered (or, when their own
+ * connection dropped, that the state is explained by the requests whose answer they lost), that no purchase
+ * was made twice, and that every acknowledged purchase is still there.
+ *
+ * Every bot survives a server that goes away unexpectedly (a crash): it reconnects when the server is back and
+ * measures how much of its unacknowledged play was lost.
  */
 import { isDeepStrictEqual } from 'node:util';
 import { WebSocket } from 'ws';
+import { authToken } from './auth.js';
 import {
-  CLOSE_GOING_AWAY,
+  applyReply,
+  CLOSE_CODES,
   type ClientMessage,
   ITEM_NAMES,
   ITEM_PRICES,
+  type ItemName,
+  levelFor,
   type OwnedItem,
   type Player,
   type Random,
   type ServerMessage,
 } from './game.js';
 
+export const BOT_KINDS = ['player', 'dropper', 'resumer', 'flooder', 'slowReader', 'doubleLogin'] as const;
+export type BotKind = (typeof BOT_KINDS)[number];
+export const ADVERSARIAL_KINDS = BOT_KINDS.filter((kind) => kind !== 'player');
+
 export interface BotOptions {
   url: string;
   userId: string;
   random: Random;
+  kind?: BotKind;
   /** The server's grace period: pauses are chosen to land within it, or clearly after it. */
   graceMs: number;
   /** Pause between two actions, uniformly in this range (ms). */
   thinkMs?: [number, number];
-  /** Chance per action of dropping the connection. */
+  /** Chance per action of dropping the connection (cleanly, nothing outstanding). */
   disconnectChance?: number;
+  /** Chance per action of an adversarial bot's trick. */
+  trickChance?: number;
+  /** Sent as `auth` with every login (the token the game's `authenticate` hook checks). */
+  auth?: string;
+  /** Prefix of purchase keys, unique to the run. */
+  keyPrefix?: string;
+  /** How long to keep trying to reach a server that went away unexpectedly. Default 60 s. */
+  reconnectForMs?: number;
   /** Called for every purchase the server acknowledged as stored. */
   onPurchase?: (userId: string, purchase: OwnedItem) => void;
+  /**
+   * Shared by a fleet: once one bot hears the server is shutting down, none waits for it to come back (a
+   * server that went away without saying so, a crash, is waited for).
+   */
+  shared?: { serverGone: boolean };
 }
 
 export interface BotCounters {
   actions: number;
   purchases: number;
+  /** Purchases confirmed again for a retried key (after NOT_STORED, or a reply lost with its connection). */
+  replayed: number;
   rejected: number;
+  /** Replies refusing a request, by code; none of them applied anything (NOT_STORED applied, unconfirmed). */
+  rateLimited: number;
+  notStored: number;
+  storeUnavailable: number;
+  /** Closes by the server, by code. */
+  closedFlood: number;
+  closedReplaced: number;
+  closedSlow: number;
+  /** Connections lost without a close frame (a crash, a dropped socket). */
+  connectionsLost: number;
   /** Reconnects that resumed the session within the grace period. */
   resumed: number;
   /** Logins after the session had ended: the data came back from the store. */
   reloaded: number;
   /** Logins from a second connection while the first was still open. */
   takeovers: number;
-  /** The state the server sent at a login or resume differed from the last one it had acknowledged. */
+  /** Adversarial tricks played. */
+  tricks: number;
+  /** Logins after the server went away unexpectedly and came back. */
+  crashReturns: number;
+  /** Actions acknowledged before a crash that the store did not have after it (unacknowledged play). */
+  lostActions: number;
+  /** Players who lost some of it. */
+  lostPlayers: number;
+  /** The longest time between a lost action and the loss of the connection (ms; a maximum, not a sum). */
+  maxLostAgeMs: number;
+  /** Acknowledged purchases missing from the state the server later sent. */
+  lostPurchases: number;
+  /** A state the server sent that its earlier replies do not explain (lost or invented changes). */
   mismatches: number;
   errors: number;
 }
@@ -49,10 +106,24 @@ function zeroCounters(): BotCounters {
   return {
     actions: 0,
     purchases: 0,
+    replayed: 0,
     rejected: 0,
+    rateLimited: 0,
+    notStored: 0,
+    storeUnavailable: 0,
+    closedFlood: 0,
+    closedReplaced: 0,
+    closedSlow: 0,
+    connectionsLost: 0,
     resumed: 0,
     reloaded: 0,
     takeovers: 0,
+    tricks: 0,
+    crashReturns: 0,
+    lostActions: 0,
+    lostPlayers: 0,
+    maxLostAgeMs: 0,
+    lostPurchases: 0,
     mismatches: 0,
     errors: 0,
   };
@@ -60,48 +131,115 @@ function zeroCounters(): BotCounters {
 
 /** How long a request may wait for its reply: a slow store (FerretDB) can keep purchases queued for many seconds. */
 const REPLY_TIMEOUT_MS = 60_000;
-const CONNECT_ATTEMPTS = 5;
-/** Upper bound on actions per bot, whatever the duration. */
-const MAX_ACTIONS = 1_000_000;
+/** Upper bound on steps per bot, whatever the duration. */
+const MAX_STEPS = 1_000_000;
+/** How long the history of acknowledged states reaches back, for measuring a crash's loss. */
+const HISTORY_MS = 120_000;
+const HISTORY_MAX = 4000;
 
-type Reply = Exclude<ServerMessage, { seq: null }>;
+type Reply = ServerMessage;
+type Request = ClientMessage extends infer M ? (M extends unknown ? Omit<M, 'seq'> : never) : never;
 
 class ServerGone extends Error {
   override name = 'ServerGone';
 }
 
+/** The connection closed before the reply came: the request's fate is unknown. */
+class LinkLost extends Error {
+  override name = 'LinkLost';
+  constructor(readonly code: number) {
+    super(`connection closed (${code}) before the reply`);
+  }
+}
+
+interface Pending {
+  request: Request;
+  resolve(reply: Reply): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
 interface Link {
   ws: WebSocket;
-  pending: { seq: number; resolve(reply: Reply): void; reject(error: Error): void } | undefined;
-  closed: Promise<void>;
+  pending: Map<number, Pending>;
+  /** Resolves with the close code. */
+  closed: Promise<number>;
+  closeCode: number | undefined;
+  /** This bot closed it on purpose. */
+  closedByUs: boolean;
+}
+
+/** One acknowledged state, compactly: the inventory only grows, so its length identifies it. */
+interface HistoryEntry {
+  at: number;
+  gold: number;
+  xp: number;
+  level: number;
+  purchases: number;
+  inventory: number;
 }
 
 export class Bot {
   readonly userId: string;
+  readonly kind: BotKind;
   readonly counters: BotCounters = zeroCounters();
-  /** The last state the server acknowledged to this player; undefined until the first login. */
-  state: Player | undefined;
+  /** Whether the first login found data from an earlier run, and what it found. */
+  returning = false;
+  firstState: Player | undefined;
   /** Purchases the server confirmed as stored. */
   readonly acknowledged: OwnedItem[] = [];
-  /** Whether the first login found data from an earlier run. */
-  returning = false;
-  /** The server closed the connection for good (shutdown), or could not be reached. */
-  serverGone = false;
+  /** The server said it is shutting down (to this bot or, through `shared`, to any bot of the fleet). */
+  get serverGone(): boolean {
+    return this.#shared.serverGone;
+  }
+  set serverGone(gone: boolean) {
+    this.#shared.serverGone ||= gone;
+  }
+  readonly #shared: { serverGone: boolean };
   lastError: string | undefined;
-  readonly #options: Required<Omit<BotOptions, 'onPurchase'>> & Pick<BotOptions, 'onPurchase'>;
+  readonly #options: Required<Omit<BotOptions, 'onPurchase' | 'auth' | 'shared'>> &
+    Pick<BotOptions, 'onPurchase' | 'auth'>;
+  #view: { v: number; state: Player } | undefined;
   #link: Link | undefined;
   #token: string | undefined;
   #seq = 0;
   #stopped = false;
+  #purchaseCount = 0;
+  /** Keys of this player's purchases: from earlier runs (first login) and sent in this one. */
+  readonly #knownKeys = new Set<string>();
+  readonly #acknowledgedKeys = new Set<string>();
+  /** Purchases sent and not confirmed (NOT_STORED, or the reply was lost): retried with the same key. */
+  readonly #unconfirmed = new Map<string, ItemName>();
+  /** A reply did not follow from the copy: ask for the full state. */
+  #outOfSync = false;
+  /** Requests whose reply was lost with the connection (their fate is unknown), and when it was lost. */
+  #unknown: Request[] = [];
+  #lostAt: number | undefined;
+  #history: HistoryEntry[] = [];
 
   constructor(options: BotOptions) {
     this.userId = options.userId;
-    this.#options = { thinkMs: [100, 400], disconnectChance: 1 / 60, ...options };
+    this.kind = options.kind ?? 'player';
+    this.#shared = options.shared ?? { serverGone: false };
+    this.#options = {
+      kind: 'player',
+      thinkMs: [100, 400],
+      disconnectChance: 1 / 60,
+      trickChance: 1 / 25,
+      keyPrefix: 'k',
+      reconnectForMs: 60_000,
+      ...options,
+    };
+  }
+
+  /** The last state the server acknowledged to this player; undefined until the first login. */
+  get state(): Player | undefined {
+    return this.#view?.state;
   }
 
   get online(): boolean {
     return (
-      this.#link !== undefined && this.#link.ws.readyState === WebSocket.OPEN && this.#token !== undefined
+      this.#link !== undefined && this.#link.ws.readyState === WebSocket.OPEN && this.#view !== undefined
     );
   }
 
@@ -114,19 +252,23 @@ export class Bot {
   async run(deadline: number): Promise<void> {
     const active = () => !this.#stopped && !this.serverGone && performance.now() < deadline;
     try {
-      await this.#login(this.#token);
-      for (let i = 0; i < MAX_ACTIONS && active(); i++) {
+      await this.#loginWithRetry(undefined, deadline);
+      for (let step = 0; step < MAX_STEPS && active(); step++) {
         const [min, max] = this.#options.thinkMs;
         await pause(Math.min(this.#between(min, max), deadline - performance.now()));
         if (!active()) break;
-        if (this.#options.random() < this.#options.disconnectChance) await this.#dropAndReturn(deadline);
-        else await this.#act();
+        try {
+          await this.#step(deadline);
+        } catch (error) {
+          if (!(error instanceof LinkLost)) throw error;
+          // Handled on the next step: reconnect and check what the server kept.
+        }
       }
+      // Leave nothing half-done: come back after a lost connection, and get the full state if out of sync,
+      // so that the last state this bot holds is one the server acknowledged.
+      if (!this.serverGone && !this.#stopped) await this.#settle(deadline);
     } catch (error) {
-      if (!(error instanceof ServerGone)) {
-        this.counters.errors++;
-        this.lastError = error instanceof Error ? error.message : String(error);
-      }
+      if (!(error instanceof ServerGone)) this.#error(error instanceof Error ? error.message : String(error));
     }
   }
 
@@ -134,43 +276,117 @@ export class Bot {
   async close(): Promise<void> {
     const link = this.#link;
     this.#link = undefined;
-    if (link === undefined) return;
-    link.ws.close();
-    await withTimeout(link.closed, 2000).catch(() => link.ws.terminate());
+    if (link !== undefined) await closeLink(link);
   }
 
-  async #act(): Promise<void> {
+  async #step(deadline: number): Promise<void> {
+    if (this.#linkLost()) return this.#recover(deadline);
+    if (this.#outOfSync) return this.#refresh();
+    if (this.#unconfirmed.size > 0 && this.#options.random() < 0.5) return this.#retryPurchase();
+    const roll = this.#options.random();
+    if (this.kind !== 'player' && roll < this.#options.trickChance) return this.#trick(deadline);
+    if (roll < this.#options.trickChance + this.#options.disconnectChance)
+      return this.#dropAndReturn(deadline);
+    return this.#act();
+  }
+
+  async #settle(deadline: number): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        if (this.#linkLost()) await this.#recover(deadline + this.#options.reconnectForMs);
+        else if (this.#outOfSync) await this.#refresh();
+        else return;
+      } catch (error) {
+        if (!(error instanceof LinkLost)) throw error;
+      }
+    }
+  }
+
+  #linkLost(): boolean {
+    const link = this.#link;
+    return link === undefined || link.ws.readyState !== WebSocket.OPEN;
+  }
+
+  // ---- Playing ----
+
+  #nextKey(): string {
+    return `${this.#options.keyPrefix}-${this.userId}-${++this.#purchaseCount}`;
+  }
+
+  #chooseAction(): Request {
     const random = this.#options.random;
-    const gold = this.state?.gold ?? 0;
+    const gold = this.#view?.state.gold ?? 0;
     const affordable = ITEM_NAMES.filter((item) => ITEM_PRICES[item] <= gold);
-    let message: ClientMessage;
     const roll = random();
     if (affordable.length > 0 && roll < 0.25) {
-      message = { t: 'buy', seq: 0, item: affordable[Math.floor(random() * affordable.length)]! };
-    } else if (roll < 0.3) {
-      // Now and then, something the player cannot afford: the server must refuse it and change nothing.
-      message = { t: 'buy', seq: 0, item: 'sword' };
-    } else {
-      message = { t: random() < 0.6 ? 'mine' : 'fight', seq: 0 };
+      return { t: 'buy', item: affordable[Math.floor(random() * affordable.length)]!, key: this.#nextKey() };
     }
-    const reply = await this.#request(message);
-    this.counters.actions++;
-    if ('state' in reply && reply.state !== undefined) this.state = reply.state;
+    // Now and then, something the player cannot afford: the server must refuse it and change nothing.
+    if (roll < 0.3) return { t: 'buy', item: 'sword', key: this.#nextKey() };
+    return { t: random() < 0.6 ? 'mine' : 'fight' };
+  }
+
+  async #act(request: Request = this.#chooseAction()): Promise<void> {
+    if (request.t === 'buy') this.#knownKeys.add(request.key);
+    let reply: Reply;
+    try {
+      reply = await this.#request(request);
+    } catch (error) {
+      if (error instanceof LinkLost) this.#lost([request]);
+      throw error;
+    }
+    this.#count(request, reply);
+  }
+
+  async #retryPurchase(): Promise<void> {
+    const [key, item] = this.#unconfirmed.entries().next().value as [string, ItemName];
+    await this.#act({ t: 'buy', item, key });
+  }
+
+  /** Counts a reply and follows up on what it means for this player. */
+  #count(request: Request, reply: Reply): void {
+    if (request.t !== 'login' && request.t !== 'state') this.counters.actions++;
     switch (reply.t) {
       case 'purchased':
-        this.counters.purchases++;
-        this.acknowledged.push(reply.purchase);
-        this.#options.onPurchase?.(this.userId, reply.purchase);
+        this.#unconfirmed.delete(reply.purchase.key ?? '');
+        if (reply.replayed) this.counters.replayed++;
+        if (!this.#acknowledgedKeys.has(reply.purchase.key ?? '')) {
+          this.counters.purchases++;
+          this.#acknowledgedKeys.add(reply.purchase.key ?? '');
+          this.acknowledged.push({ ...reply.purchase });
+          this.#options.onPurchase?.(this.userId, reply.purchase);
+        }
         break;
       case 'rejected':
         this.counters.rejected++;
+        if (request.t === 'buy') this.#unconfirmed.delete(request.key);
         break;
       case 'error':
-        // The server is going away: not a failure of this player, just the end of the game.
-        if (reply.code === 'SHUTTING_DOWN') this.serverGone = true;
-        else this.#error(`${reply.code}: ${reply.message}`);
+        switch (reply.code) {
+          case 'NOT_STORED':
+            // Applied, not stored yet: the same key confirms it later, without buying twice.
+            this.counters.notStored++;
+            if (request.t === 'buy') this.#unconfirmed.set(request.key, request.item);
+            break;
+          case 'RATE_LIMITED':
+            this.counters.rateLimited++;
+            if (request.t === 'buy') this.#unconfirmed.set(request.key, request.item);
+            break;
+          case 'SHUTTING_DOWN':
+            // The server is going away: not a failure of this player, just the end of the game.
+            this.serverGone = true;
+            break;
+          default:
+            this.#error(`${reply.code}: ${reply.message}`);
+        }
         break;
     }
+  }
+
+  async #refresh(): Promise<void> {
+    const reply = await this.#request({ t: 'state' });
+    if (reply.t !== 'state') throw new Error(`state refused: ${JSON.stringify(reply)}`);
+    this.#outOfSync = false;
   }
 
   async #dropAndReturn(deadline: number): Promise<void> {
@@ -181,9 +397,9 @@ export class Bot {
       // A second device: log in again without the token while the first connection is still open.
       const old = this.#link;
       this.#link = undefined;
-      await this.#login(undefined);
+      await this.#loginWithRetry(undefined, deadline, { expectSame: true });
       this.counters.takeovers++;
-      if (old !== undefined) await withTimeout(old.closed, 5000).catch(() => old.ws.terminate());
+      if (old !== undefined) await closeLink(old, 5000);
       return;
     }
     const afterGrace = roll < 0.35;
@@ -198,77 +414,442 @@ export class Bot {
     }
     await pause(away);
     if (this.#stopped) return;
-    await this.#login(this.#token);
+    await this.#loginWithRetry(this.#token, deadline, { expectSame: true });
   }
 
-  async #login(token: string | undefined): Promise<void> {
-    this.#link = await this.#connect();
-    const message: ClientMessage =
-      token === undefined
-        ? { t: 'login', seq: 0, userId: this.userId }
-        : { t: 'login', seq: 0, userId: this.userId, token };
-    const reply = await this.#request(message);
-    if (reply.t === 'error' && reply.code === 'SHUTTING_DOWN') {
-      this.serverGone = true;
-      throw new ServerGone('the server is shutting down');
+  // ---- Tricks of adversarial bots ----
+
+  async #trick(deadline: number): Promise<void> {
+    this.counters.tricks++;
+    switch (this.kind) {
+      case 'dropper':
+        return this.#dropMidRequest(deadline);
+      case 'resumer':
+        return this.#resumeMidRequest(deadline);
+      case 'flooder':
+        return this.#flood(deadline);
+      case 'slowReader':
+        return this.#readSlowly();
+      case 'doubleLogin':
+        return this.#loginTwice(deadline);
+      case 'player':
+        return;
     }
-    if (reply.t !== 'welcome') throw new Error(`login refused: ${JSON.stringify(reply)}`);
-    if (this.state === undefined) this.returning = reply.returning;
-    else {
-      if (reply.resumed) this.counters.resumed++;
-      else if (token !== undefined) this.counters.reloaded++;
-      // Resumed or reloaded from the store, the player must find exactly what the server last confirmed.
-      if (!isDeepStrictEqual(reply.state, this.state)) {
-        this.counters.mismatches++;
-        this.lastError = `login state differs: had ${JSON.stringify(this.state)}, got ${JSON.stringify(reply.state)}`;
+  }
+
+  /** A few requests pipelined, then the socket destroyed with their replies outstanding. */
+  async #dropMidRequest(deadline: number): Promise<void> {
+    const link = this.#currentLink();
+    const requests = Array.from({ length: this.#between(2, 5) }, () => this.#chooseAction());
+    for (const request of requests) if (request.t === 'buy') this.#knownKeys.add(request.key);
+    for (const request of requests) this.#send(link, request).catch(() => {});
+    link.closedByUs = true;
+    link.ws.terminate();
+    await link.closed;
+    this.#lost(requests);
+    // Back within the grace period (the session resumes) or after it (loaded from the store).
+    const away =
+      this.#options.random() < 0.7 ? this.#between(0, 100) : this.#options.graceMs + this.#between(200, 500);
+    if (performance.now() + away >= deadline) return this.#recover(deadline + this.#options.reconnectForMs);
+    await pause(away);
+    await this.#recover(deadline);
+  }
+
+  /**
+   * A purchase and some fights sent on one connection; before their replies, the player resumes on a second
+   * connection. The first is replaced: none of its requests may be applied after the second is welcomed.
+   */
+  async #resumeMidRequest(deadline: number): Promise<void> {
+    const old = this.#currentLink();
+    const requests: Request[] = [{ t: 'buy', item: 'potion', key: this.#nextKey() }];
+    for (let i = this.#between(1, 6); i > 0; i--) requests.push({ t: 'fight' });
+    this.#knownKeys.add((requests[0] as { key: string }).key);
+    for (const request of requests) this.#send(old, request).catch(() => {});
+    this.#link = undefined;
+    this.#lost(requests);
+    await this.#loginWithRetry(this.#token, deadline, { allowUnknown: true });
+    // Nothing of the old connection may land after the welcome: the state is still the welcome's.
+    const welcomed = structuredClone(this.#view!);
+    const now = await this.#request({ t: 'state' });
+    if (now.t === 'state' && (now.v !== welcomed.v || !isDeepStrictEqual(now.state, welcomed.state))) {
+      this.counters.mismatches++;
+      this.lastError = `a request of a replaced connection was applied after the resume was welcomed`;
+    }
+    this.#outOfSync = false;
+    await closeLink(old, 5000);
+  }
+
+  /**
+   * A burst of pipelined requests in one write, far over the rate limit. Every request must be answered or
+   * not applied: with all replies read (or the server's close after its last reply), the copy kept from the
+   * replies must equal what the server holds.
+   */
+  async #flood(deadline: number): Promise<void> {
+    const link = this.#currentLink();
+    const requests: Request[] = [];
+    for (let i = this.#between(60, 120); i > 0; i--) {
+      requests.push(
+        this.#options.random() < 0.3 ? { t: 'buy', item: 'potion', key: this.#nextKey() } : { t: 'mine' },
+      );
+    }
+    for (const request of requests) if (request.t === 'buy') this.#knownKeys.add(request.key);
+    const socket = (link.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+    socket.cork();
+    const replies = requests.map((request) =>
+      this.#send(link, request).then(
+        (reply) => this.#count(request, reply),
+        (error: unknown) => {
+          if (!(error instanceof LinkLost)) throw error;
+        },
+      ),
+    );
+    socket.uncork();
+    await Promise.all(replies);
+    // Back off, as a client told RATE_LIMITED should.
+    await pause(this.#between(1000, 2000));
+    if (link.ws.readyState === WebSocket.OPEN) {
+      await this.#checkedRefresh();
+      return;
+    }
+    // Cut off (1008) after its last reply: nothing unanswered was applied, so the resumed state equals the copy.
+    this.#lostAt = undefined;
+    this.#unknown = [];
+    this.#link = undefined;
+    await this.#loginWithRetry(this.#token, deadline, { expectSame: true });
+  }
+
+  /** Stops reading for a while with requests outstanding, then reads everything: all replies, in order. */
+  async #readSlowly(): Promise<void> {
+    const link = this.#currentLink();
+    link.ws.pause();
+    const requests: Request[] = [];
+    for (let i = this.#between(5, 15); i > 0; i--)
+      requests.push(i % 3 === 0 ? { t: 'state' } : { t: 'mine' });
+    const replies = requests.map((request) =>
+      this.#send(link, request).then(
+        (reply) => this.#count(request, reply),
+        (error: unknown) => {
+          if (!(error instanceof LinkLost)) throw error;
+        },
+      ),
+    );
+    await pause(this.#between(500, 1500));
+    link.ws.resume();
+    await Promise.all(replies);
+    if (link.ws.readyState === WebSocket.OPEN) await this.#checkedRefresh();
+  }
+
+  /** Two connections log in at the same moment; the later login wins and the other is closed (4000). */
+  async #loginTwice(deadline: number): Promise<void> {
+    const old = this.#link;
+    this.#link = undefined;
+    const [a, b] = await Promise.all([this.#connect(deadline), this.#connect(deadline)]);
+    const login: Request = { t: 'login', userId: this.userId, ...this.#auth() };
+    const [ra, rb] = await Promise.all([
+      this.#send(a, login).catch((error: unknown) => error as Error),
+      this.#send(b, login).catch((error: unknown) => error as Error),
+    ]);
+    this.counters.takeovers++;
+    if (old !== undefined) await closeLink(old, 5000);
+    // Whichever is still open after the other was replaced is the player's connection.
+    await withTimeout(Promise.race([a.closed, b.closed]), 5000).catch(() => {});
+    const winner = a.ws.readyState === WebSocket.OPEN ? a : b;
+    const loser = winner === a ? b : a;
+    await closeLink(loser, 5000);
+    const welcome = winner === a ? ra : rb;
+    this.#link = winner;
+    if (welcome instanceof Error || welcome.t !== 'welcome') {
+      await closeLink(winner, 5000);
+      this.#link = undefined;
+      await this.#loginWithRetry(undefined, deadline, { expectSame: true });
+      return;
+    }
+    this.#welcomed(welcome, { expectSame: true });
+  }
+
+  /** Asks for the full state and checks it equals the copy kept from the replies. */
+  async #checkedRefresh(): Promise<void> {
+    const before = structuredClone(this.#view!);
+    const reply = await this.#request({ t: 'state' });
+    if (reply.t !== 'state') return;
+    if (!this.#outOfSync && (reply.v !== before.v || !isDeepStrictEqual(reply.state, before.state))) {
+      this.counters.mismatches++;
+      this.lastError = `state differs from the replies: had v${before.v} ${JSON.stringify(before.state)}, got v${reply.v} ${JSON.stringify(reply.state)}`;
+    }
+    this.#outOfSync = false;
+  }
+
+  // ---- Connections and logins ----
+
+  #currentLink(): Link {
+    const link = this.#link;
+    if (link === undefined || link.ws.readyState !== WebSocket.OPEN)
+      throw new LinkLost(link?.closeCode ?? 1006);
+    return link;
+  }
+
+  #auth(): { auth?: string } {
+    return this.#options.auth === undefined ? {} : { auth: this.#options.auth };
+  }
+
+  /** Remembers requests whose replies were lost with the connection; the next login checks against them. */
+  #lost(requests: Request[]): void {
+    this.#unknown.push(...requests);
+    this.#lostAt ??= performance.now();
+    for (const request of requests) if (request.t === 'buy') this.#unconfirmed.set(request.key, request.item);
+  }
+
+  /** After a connection was lost: reconnect (waiting for a server that went away to come back) and log in. */
+  async #recover(deadline: number): Promise<void> {
+    const link = this.#link;
+    this.#link = undefined;
+    if (link !== undefined) await closeLink(link, 2000);
+    this.#lostAt ??= performance.now();
+    await this.#loginWithRetry(
+      this.#token,
+      Math.max(deadline, performance.now() + this.#options.reconnectForMs),
+      {
+        allowUnknown: true,
+        unexpected: link !== undefined && !link.closedByUs,
+      },
+    );
+  }
+
+  /** Logs in, retrying while the server is unreachable or its store is (STORE_UNAVAILABLE), until `deadline`. */
+  async #loginWithRetry(token: string | undefined, deadline: number, check: LoginCheck = {}): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.#link ??= await this.#connect(deadline);
+        const reply = await this.#request(
+          token === undefined
+            ? { t: 'login', userId: this.userId, ...this.#auth() }
+            : { t: 'login', userId: this.userId, token, ...this.#auth() },
+        );
+        if (reply.t === 'welcome') {
+          this.#welcomed(reply, { ...check, withToken: token !== undefined });
+          return;
+        }
+        if (reply.t === 'error' && reply.code === 'SHUTTING_DOWN') {
+          this.serverGone = true;
+          throw new ServerGone('the server is shutting down');
+        }
+        if (reply.t === 'error' && reply.code === 'STORE_UNAVAILABLE') this.counters.storeUnavailable++;
+        else if (reply.t === 'error' && reply.code === 'RATE_LIMITED') this.counters.rateLimited++;
+        else throw new Error(`login refused: ${JSON.stringify(reply)}`);
+      } catch (error) {
+        if (!(error instanceof LinkLost) && !(error instanceof Unreachable)) throw error;
+        if (this.serverGone) throw new ServerGone('server gone');
+        const link = this.#link;
+        this.#link = undefined;
+        if (link !== undefined) await closeLink(link, 1000);
+      }
+      if (performance.now() > deadline)
+        throw new Error(`could not log in again within the run (${attempt} attempts)`);
+      await pause(Math.min(1000, 100 * attempt));
+    }
+  }
+
+  /** Takes the welcome's state as the copy, after checking it against what this bot was told before. */
+  #welcomed(welcome: Extract<Reply, { t: 'welcome' }>, check: LoginCheck): void {
+    const loaded = welcome.state;
+    const previous = this.#view;
+    const unknown = this.#unknown;
+    const lostAt = this.#lostAt;
+    this.#unknown = [];
+    this.#lostAt = undefined;
+    const keys = loaded.inventory.map((item) => item.key).filter((key): key is string => key !== undefined);
+    if (previous === undefined) {
+      this.returning = welcome.returning;
+      this.firstState = structuredClone(loaded);
+      for (const key of keys) this.#knownKeys.add(key);
+    } else {
+      if (welcome.resumed) this.counters.resumed++;
+      else if (check.withToken === true) this.counters.reloaded++;
+      this.#checkInvariants(loaded, keys);
+      if (!isDeepStrictEqual(loaded, previous.state)) {
+        const explained =
+          (check.allowUnknown === true &&
+            unknown.length > 0 &&
+            explainedBy(previous.state, unknown, loaded)) ||
+          false;
+        if (!explained) {
+          if (check.unexpected === true && !welcome.resumed && lostAt !== undefined) {
+            this.#measureLoss(loaded, previous.state, lostAt);
+          } else {
+            this.counters.mismatches++;
+            this.lastError = `login state differs: had ${JSON.stringify(previous.state)}, got ${JSON.stringify(loaded)}`;
+          }
+        }
+      }
+      if (check.unexpected === true && !welcome.resumed) this.counters.crashReturns++;
+    }
+    this.#token = welcome.token;
+    this.#view = { v: welcome.v, state: structuredClone(loaded) };
+    this.#outOfSync = false;
+    this.#remember();
+    // Requests whose fate was unknown: purchases that are now in the state get confirmed by their key.
+    for (const request of unknown) {
+      if (request.t === 'buy' && !keys.includes(request.key)) this.#unconfirmed.delete(request.key);
+    }
+  }
+
+  #checkInvariants(loaded: Player, keys: string[]): void {
+    const present = new Set(keys);
+    const missing = this.acknowledged.filter((purchase) => !present.has(purchase.key ?? ''));
+    if (missing.length > 0) {
+      this.counters.lostPurchases += missing.length;
+      this.lastError = `acknowledged purchases missing after a login: ${missing.map((p) => p.key).join(', ')}`;
+    }
+    if (present.size !== keys.length) {
+      this.counters.mismatches++;
+      this.lastError = `a purchase key appears twice: ${JSON.stringify(loaded.inventory)}`;
+    }
+    const strangers = keys.filter((key) => !this.#knownKeys.has(key));
+    if (strangers.length > 0) {
+      this.counters.mismatches++;
+      this.lastError = `purchases this player never made: ${strangers.join(', ')}`;
+    }
+  }
+
+  /**
+   * The server went away and came back with older data: find the acknowledged state it holds in this bot's
+   * history. Everything after it was unacknowledged play, lost; its age says how far back the loss reaches.
+   */
+  #measureLoss(loaded: Player, last: Player, lostAt: number): void {
+    for (let i = this.#history.length - 1; i >= 0; i--) {
+      const entry = this.#history[i]!;
+      if (
+        entry.gold === loaded.gold &&
+        entry.xp === loaded.xp &&
+        entry.level === loaded.level &&
+        entry.purchases === loaded.purchases &&
+        entry.inventory === loaded.inventory.length &&
+        isDeepStrictEqual(loaded.inventory, last.inventory.slice(0, entry.inventory))
+      ) {
+        const lost = this.#history.length - 1 - i;
+        if (lost > 0) {
+          this.counters.lostActions += lost;
+          this.counters.lostPlayers++;
+          const age = lostAt - this.#history[i + 1]!.at;
+          this.counters.maxLostAgeMs = Math.max(this.counters.maxLostAgeMs, Math.round(age));
+        }
+        return;
       }
     }
-    this.#token = reply.token;
-    this.state = reply.state;
+    this.counters.mismatches++;
+    this.lastError = `after the server came back: ${JSON.stringify(loaded)} is no state this player was told (last ${JSON.stringify(last)})`;
   }
 
-  async #connect(): Promise<Link> {
+  #remember(): void {
+    const state = this.#view?.state;
+    if (state === undefined) return;
+    const now = performance.now();
+    this.#history.push({
+      at: now,
+      gold: state.gold,
+      xp: state.xp,
+      level: state.level,
+      purchases: state.purchases,
+      inventory: state.inventory.length,
+    });
+    if (this.#history.length > HISTORY_MAX || this.#history[0]!.at < now - HISTORY_MS) {
+      this.#history = this.#history.filter(
+        (entry, i, all) => entry.at >= now - HISTORY_MS && i >= all.length - HISTORY_MAX,
+      );
+    }
+  }
+
+  async #connect(deadline: number): Promise<Link> {
     let lastError: unknown;
-    for (let attempt = 1; attempt <= CONNECT_ATTEMPTS; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       try {
-        return await openLink(this.#options.url, (code) => {
-          if (code === CLOSE_GOING_AWAY) this.serverGone = true;
-        });
+        return await this.#openLink();
       } catch (error) {
         lastError = error;
-        if ((error as { code?: string }).code === 'ECONNREFUSED') break;
-        await pause(100 * attempt);
       }
+      if (this.serverGone) throw new ServerGone('server gone');
+      if (performance.now() > deadline) break;
+      await pause(Math.min(500, 50 * attempt));
     }
-    // Unreachable while it should be up: an error of the run, unlike a server that said it was going away.
-    const message = `cannot connect: ${lastError instanceof Error ? lastError.message : String(lastError)}`;
-    if (this.serverGone) throw new ServerGone(message);
-    throw new Error(message);
+    throw new Unreachable(
+      `cannot connect: ${lastError instanceof Error ? lastError.message : String(lastError)}`,
+    );
   }
 
-  #request(message: ClientMessage): Promise<Reply> {
+  #openLink(): Promise<Link> {
+    return new Promise<Link>((resolve, reject) => {
+      const ws = new WebSocket(this.#options.url);
+      const link: Link = {
+        ws,
+        pending: new Map(),
+        closed: new Promise<number>((done) => ws.once('close', (code) => done(code))),
+        closeCode: undefined,
+        closedByUs: false,
+      };
+      let opened = false;
+      ws.on('message', (data) => {
+        const reply = JSON.parse(data.toString()) as Reply;
+        // Only the player's current connection updates the copy; a replaced one's late replies do not count.
+        if (link === this.#link && this.#view !== undefined && reply.t !== 'welcome') {
+          const before = this.#view.v;
+          if (!applyReply(this.#view, reply)) this.#outOfSync = true;
+          else if (this.#view.v !== before || reply.t === 'state') this.#remember();
+        }
+        if (reply.seq === null) return;
+        const pending = link.pending.get(reply.seq);
+        if (pending === undefined) return;
+        link.pending.delete(reply.seq);
+        clearTimeout(pending.timer);
+        pending.resolve(reply);
+      });
+      ws.once('open', () => {
+        opened = true;
+        resolve(link);
+      });
+      ws.on('error', (error) => {
+        if (!opened) reject(error);
+      });
+      ws.once('close', (code) => {
+        link.closeCode = code;
+        if (code === CLOSE_CODES.GOING_AWAY) this.serverGone = true;
+        if (!link.closedByUs) {
+          if (code === CLOSE_CODES.POLICY) this.counters.closedFlood++;
+          else if (code === CLOSE_CODES.REPLACED) this.counters.closedReplaced++;
+          else if (code === CLOSE_CODES.TOO_SLOW) this.counters.closedSlow++;
+          else if (code === 1006 && opened) this.counters.connectionsLost++;
+        }
+        for (const [seq, pending] of link.pending) {
+          link.pending.delete(seq);
+          clearTimeout(pending.timer);
+          pending.reject(
+            code === CLOSE_CODES.GOING_AWAY ? new ServerGone('server shut down') : new LinkLost(code),
+          );
+        }
+      });
+    });
+  }
+
+  /** Sends a request on the current connection and waits for its reply. */
+  #request(request: Request): Promise<Reply> {
     const link = this.#link;
     if (link === undefined || link.ws.readyState !== WebSocket.OPEN) {
-      return Promise.reject(this.serverGone ? new ServerGone('server gone') : new Error('not connected'));
+      return Promise.reject(
+        this.serverGone ? new ServerGone('server gone') : new LinkLost(link?.closeCode ?? 1006),
+      );
     }
+    return this.#send(link, request);
+  }
+
+  #send(link: Link, request: Request): Promise<Reply> {
+    if (link.ws.readyState !== WebSocket.OPEN) return Promise.reject(new LinkLost(link.closeCode ?? 1006));
     const seq = ++this.#seq;
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
-        link.pending = undefined;
-        reject(new Error(`no reply to ${message.t} within ${REPLY_TIMEOUT_MS} ms`));
+        link.pending.delete(seq);
+        reject(new Error(`no reply to ${request.t} within ${REPLY_TIMEOUT_MS} ms`));
       }, REPLY_TIMEOUT_MS);
-      link.pending = {
-        seq,
-        resolve: (reply) => {
-          clearTimeout(timer);
-          resolve(reply);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      };
-      link.ws.send(JSON.stringify({ ...message, seq }));
+      link.pending.set(seq, { request, resolve, reject, timer });
+      link.ws.send(JSON.stringify({ ...request, seq }));
     });
   }
 
@@ -282,40 +863,62 @@ export class Bot {
   }
 }
 
-function openLink(url: string, onServerClose: (code: number) => void): Promise<Link> {
-  return new Promise<Link>((resolve, reject) => {
-    const ws = new WebSocket(url);
-    let link: Link | undefined;
-    const closed = new Promise<void>((done) => ws.once('close', () => done()));
-    ws.on('message', (data) => {
-      const reply = JSON.parse(data.toString()) as ServerMessage;
-      const pending = link?.pending;
-      if (pending !== undefined && reply.seq === pending.seq) {
-        link!.pending = undefined;
-        pending.resolve(reply as Reply);
+/** What a login expects of the state it gets back. */
+interface LoginCheck {
+  /** Nothing was outstanding: the state must equal the copy. */
+  expectSame?: boolean;
+  /** Requests whose replies were lost may have been applied (`explainedBy`). */
+  allowUnknown?: boolean;
+  /** The connection was lost without this bot closing it (maybe a crash: older data is measured as loss). */
+  unexpected?: boolean;
+  withToken?: boolean;
+}
+
+class Unreachable extends Error {
+  override name = 'Unreachable';
+}
+
+async function closeLink(link: Link, timeoutMs = 2000): Promise<void> {
+  link.closedByUs = true;
+  if (link.ws.readyState === WebSocket.CLOSED) return;
+  if (link.ws.isPaused) link.ws.resume();
+  link.ws.close();
+  await withTimeout(link.closed, timeoutMs).catch(() => link.ws.terminate());
+}
+
+/**
+ * Whether `loaded` can be `base` with some of `requests` applied, in order (the server applies a
+ * connection's requests in order; a refused one changes nothing, and those after a dropped connection are not
+ * applied). Purchases are checked exactly (ids, keys, order); mining and fighting are random, so their effect
+ * is checked as a range.
+ */
+export function explainedBy(base: Player, requests: readonly Request[], loaded: Player): boolean {
+  if (!isDeepStrictEqual(loaded.inventory.slice(0, base.inventory.length), base.inventory)) return false;
+  const added = loaded.inventory.slice(base.inventory.length);
+  if (loaded.purchases !== base.purchases + added.length) return false;
+  let fights = 0;
+  let mines = 0;
+  let next = 0;
+  let spent = 0;
+  for (const request of requests) {
+    if (request.t === 'mine') mines++;
+    else if (request.t === 'fight') fights++;
+    else if (request.t === 'buy') {
+      const item = added[next];
+      // Bought (the next new item is this purchase), or not applied.
+      if (item !== undefined && item.key === request.key && item.item === request.item) {
+        if (item.id !== base.purchases + next + 1) return false;
+        next++;
+        spent += ITEM_PRICES[request.item];
       }
-    });
-    ws.once('open', () => {
-      link = { ws, pending: undefined, closed };
-      resolve(link);
-    });
-    ws.once('error', (error) => {
-      if (link === undefined) reject(error);
-    });
-    ws.on('error', () => {});
-    ws.once('close', (code) => {
-      onServerClose(code);
-      const pending = link?.pending;
-      if (pending !== undefined) {
-        link!.pending = undefined;
-        pending.reject(
-          code === CLOSE_GOING_AWAY
-            ? new ServerGone('server shut down')
-            : new Error(`connection closed (${code})`),
-        );
-      }
-    });
-  });
+    }
+  }
+  if (next !== added.length) return false;
+  const xpGain = loaded.xp - base.xp;
+  if (xpGain < 0 || xpGain > 25 * fights) return false;
+  if (loaded.level !== levelFor(loaded.xp)) return false;
+  const goldGain = loaded.gold - base.gold + spent;
+  return goldGain >= 0 && goldGain <= mines * 4 * loaded.level + fights * 10;
 }
 
 function pause(ms: number): Promise<void> {
@@ -347,6 +950,8 @@ export function seededRandom(seed: number): Random {
 export interface BotFleetOptions {
   url: string;
   players: number;
+  /** How many of the players are adversarial (the last ones), their kinds in turn. Default 0. */
+  adversarial?: number;
   durationMs: number;
   graceMs: number;
   seed: number;
@@ -354,6 +959,10 @@ export interface BotFleetOptions {
   prefix?: string;
   thinkMs?: [number, number];
   disconnectChance?: number;
+  trickChance?: number;
+  /** The secret behind the server's `authenticate` hook (see src/auth.ts); each bot sends its token. */
+  authSecret?: string;
+  reconnectForMs?: number;
   /** Logins are spread over this long so the server is not hit by every handshake at once. Default 1 s. */
   rampMs?: number;
   onPurchase?: (userId: string, purchase: OwnedItem) => void;
@@ -364,7 +973,7 @@ export interface BotFleet {
   /** Resolves when every bot has finished its run (the deadline passed, it was stopped, or the server left). */
   readonly done: Promise<void>;
   online(): number;
-  totals(): BotCounters;
+  totals(filter?: (bot: Bot) => boolean): BotCounters;
   stop(): void;
   close(): Promise<void>;
 }
@@ -372,16 +981,28 @@ export interface BotFleet {
 export function startBots(options: BotFleetOptions): BotFleet {
   const random = seededRandom(options.seed);
   const width = Math.max(4, String(options.players).length);
+  const adversarial = Math.min(options.adversarial ?? 0, options.players);
+  const keyPrefix = `r${(options.seed >>> 0).toString(36)}${Date.now().toString(36).slice(-4)}`;
   const bots: Bot[] = [];
+  const shared = { serverGone: false };
   for (let i = 1; i <= options.players; i++) {
+    const userId = `${options.prefix ?? 'bot-'}${String(i).padStart(width, '0')}`;
+    const index = i - (options.players - adversarial) - 1;
+    const kind: BotKind = index >= 0 ? ADVERSARIAL_KINDS[index % ADVERSARIAL_KINDS.length]! : 'player';
     bots.push(
       new Bot({
         url: options.url,
-        userId: `${options.prefix ?? 'bot-'}${String(i).padStart(width, '0')}`,
+        userId,
+        kind,
         random: seededRandom(Math.floor(random() * 2 ** 32)),
         graceMs: options.graceMs,
+        keyPrefix,
+        shared,
+        ...(options.authSecret === undefined ? {} : { auth: authToken(options.authSecret, userId) }),
         ...(options.thinkMs === undefined ? {} : { thinkMs: options.thinkMs }),
         ...(options.disconnectChance === undefined ? {} : { disconnectChance: options.disconnectChance }),
+        ...(options.trickChance === undefined ? {} : { trickChance: options.trickChance }),
+        ...(options.reconnectForMs === undefined ? {} : { reconnectForMs: options.reconnectForMs }),
         ...(options.onPurchase === undefined ? {} : { onPurchase: options.onPurchase }),
       }),
     );
@@ -398,10 +1019,16 @@ export function startBots(options: BotFleetOptions): BotFleet {
     bots,
     done,
     online: () => bots.reduce((n, bot) => n + (bot.online ? 1 : 0), 0),
-    totals: () => {
+    totals: (filter = () => true) => {
       const totals = zeroCounters();
       for (const bot of bots) {
-        for (const key of Object.keys(totals) as (keyof BotCounters)[]) totals[key] += bot.counters[key];
+        if (!filter(bot)) continue;
+        for (const key of Object.keys(totals) as (keyof BotCounters)[]) {
+          totals[key] =
+            key === 'maxLostAgeMs'
+              ? Math.max(totals[key], bot.counters[key])
+              : totals[key] + bot.counters[key];
+        }
       }
       return totals;
     },

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { type BotFleet, startBots } from '../src/bots.js';
-import type { Player } from '../src/game.js';
+import { applyReply, type Player, type ServerMessage } from '../src/game.js';
 import { launchServer, type ServerProcess } from '../src/launch.js';
 import { openStore, type StoreKind } from '../src/stores.js';
 import { compareWithStore, missingPurchases } from '../src/verify.js';
@@ -32,11 +32,13 @@ async function connectIdler(url: string, userId: string) {
     while (replies.length === before) await new Promise<void>((resolve) => (wake = resolve));
     return replies[before]!;
   };
-  const welcome = await request({ t: 'login', seq: 1, userId });
+  const welcome = (await request({ t: 'login', seq: 1, userId })) as ServerMessage;
   if (welcome.t !== 'welcome') throw new Error(`idler login refused: ${JSON.stringify(welcome)}`);
-  const mined = await request({ t: 'mine', seq: 2 });
-  if (mined.state === undefined) throw new Error(`idler could not mine: ${JSON.stringify(mined)}`);
-  return { userId, state: mined.state as Player, close: () => ws.terminate() };
+  const copy = { v: welcome.v, state: welcome.state };
+  const mined = (await request({ t: 'mine', seq: 2 })) as ServerMessage;
+  if (mined.t !== 'ok' || !applyReply(copy, mined))
+    throw new Error(`idler could not mine: ${JSON.stringify(mined)}`);
+  return { userId, state: copy.state, close: () => ws.terminate() };
 }
 
 describe('SIGTERM in the middle of play', () => {
