@@ -1,3 +1,12 @@
+export {
+  type BatchMessage,
+  CHANNELS,
+  type ConflictMessage,
+  type FlushMessage,
+  type PersistMessage,
+  type RetryMessage,
+  type ShutdownMessage,
+} from './channels.js';
 export type { DirtyTracking } from './dirty-tracker.js';
 export {
   AdapterError,

@@ -1,3 +1,4 @@
+import { publish, shutdownChannel } from './channels.js';
 import { callAdapter, Pacer, withTimeout } from './deadline.js';
 import {
   type ConflictError,
@@ -70,7 +71,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
     this.adapter = options.adapter;
     this.#log = completeLogger(options.log);
     this.#options = resolvePersistenceOptions(options.userData?.persistence, options.adapter);
-    this.#pipeline = new PersistencePipeline(options.adapter, this.#options, this.#pipelineHooks());
+    this.#pipeline = new PersistencePipeline(options.adapter, this.#options, this.#pipelineHooks(), this);
     this.#host = this.#sessionHost();
     if (this.#options.interval !== undefined) {
       // unref: the timer alone never keeps the process alive.
@@ -177,7 +178,8 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
 
   async #destroy(persist: boolean): Promise<void> {
     clearInterval(this.#timer);
-    const deadline = performance.now() + this.#options.shutdownTimeout;
+    const started = performance.now();
+    const deadline = started + this.#options.shutdownTimeout;
     const destroying: Promise<void>[] = [];
     const pace = new Pacer();
     for (const session of [...this.#sessions]) {
@@ -201,6 +203,12 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
       }
     }
     this.#pipeline.close();
+    publish(shutdownChannel, () => ({
+      manager: this,
+      durationMs: performance.now() - started,
+      unsaved: unsaved.length,
+      maybeStored: unsaved.filter((user) => user.maybeStored).length,
+    }));
     if (unsaved.length > 0) {
       const error = new PersistenceError(
         'SHUTDOWN_INCOMPLETE',
@@ -278,6 +286,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
           this.#byKey.delete(session.key);
       },
       willPersistUserDataOn: (eventName) => this.willPersistUserDataOn(eventName),
+      manager: this,
     };
   }
 

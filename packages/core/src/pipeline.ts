@@ -1,4 +1,5 @@
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
+import { type FlushMessage, flushChannel, traced } from './channels.js';
 import { KeepAlive, Pacer, withTimeout } from './deadline.js';
 import { DirtyTracker } from './dirty-tracker.js';
 import type { UnsavedUser } from './errors.js';
@@ -43,19 +44,25 @@ export class PersistencePipeline<Owner> {
   readonly #dirty: DirtyTracker<Owner>;
   readonly #queue: WriteQueue<Owner>;
   readonly #options: ResolvedPersistenceOptions;
+  readonly #source: object;
   #lastFlushMs: number | null = null;
   #closed = false;
 
+  /**
+   * `source` names the pipeline in what it publishes for instrumentation (the manager; see `channels.ts`).
+   */
   constructor(
     adapter: PersistenceAdapter | undefined,
     options: ResolvedPersistenceOptions,
     hooks: PipelineHooks<Owner>,
+    source: object,
   ) {
+    this.#source = source;
     this.#options = options;
     this.#dirty = new DirtyTracker(options.dirtyTracking);
     const writer =
-      adapter === undefined ? new ListenerWriter() : new AdapterWriter(adapter, options.callTimeout);
-    this.#queue = new WriteQueue(writer, this.#dirty, options, {
+      adapter === undefined ? new ListenerWriter() : new AdapterWriter(adapter, options.callTimeout, source);
+    this.#queue = new WriteQueue(writer, this.#dirty, options, source, {
       ...hooks,
       persisted: (state) => {
         // The users map stays in order of last write, so a flush finds the least recently persisted first
@@ -206,7 +213,19 @@ export class PersistencePipeline<Owner> {
    * and reports users held back by a conflict; an `interval` flush leaves both alone. The scan yields to the
    * event loop every few milliseconds, and sends each batch as soon as it has found it.
    */
-  async flush(reason: 'explicit' | 'interval'): Promise<UnsavedUser[]> {
+  flush(reason: 'explicit' | 'interval'): Promise<UnsavedUser[]> {
+    return traced(
+      flushChannel,
+      (): FlushMessage => ({ manager: this.#source, reason }),
+      async (message) => {
+        const unsaved = await this.#flush(reason);
+        if (message !== undefined) message.unsaved = unsaved.length;
+        return unsaved;
+      },
+    );
+  }
+
+  async #flush(reason: 'explicit' | 'interval'): Promise<UnsavedUser[]> {
     const explicit = reason === 'explicit';
     const started = performance.now();
     const unsaved: UnsavedUser[] = [];

@@ -1,3 +1,4 @@
+import { type PersistMessage, persistChannel, traced } from './channels.js';
 import { type ConflictError, describeUserId, StateError } from './errors.js';
 import { AsyncEventEmitter } from './events.js';
 import type { Logger } from './options.js';
@@ -48,6 +49,8 @@ type IsUntyped<T> = [T] extends [UserData] ? ([UserData] extends [T] ? true : fa
 
 /** What a session needs from its manager. */
 export interface SessionHost<T extends object> {
+  /** The manager, as instrumentation messages name it. */
+  readonly manager: object;
   readonly adapter: PersistenceAdapter | undefined;
   /** The adapter's `load`, bounded by `callTimeout` and checked against the contract. */
   readonly load: ((userId: UserId) => Promise<StoredUser | undefined>) | undefined;
@@ -214,7 +217,13 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
    */
   async persistNow(): Promise<void> {
     this.#assertAlive('persistNow');
-    if (this.#state !== undefined) await this.#host.pipeline.persist(this.#state);
+    const state = this.#state;
+    if (state === undefined) return;
+    await traced(
+      persistChannel,
+      (): PersistMessage => ({ manager: this.#host.manager, userId: state.userId }),
+      () => this.#host.pipeline.persist(state),
+    );
   }
 
   /**

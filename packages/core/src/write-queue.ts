@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { conflictChannel, publish, retryChannel } from './channels.js';
 import { Pacer } from './deadline.js';
 import type { DirtyTracker, SentSnapshot } from './dirty-tracker.js';
 import {
@@ -92,6 +93,8 @@ export class WriteQueue<Owner> {
   readonly #dirty: DirtyTracker<Owner>;
   readonly #options: ResolvedPersistenceOptions;
   readonly #hooks: WriteHooks<Owner>;
+  /** Names this queue's manager in what it publishes for instrumentation. */
+  readonly #source: object;
   readonly #queue = new Set<UserState<Owner>>();
   readonly #running = new Set<Entry<Owner>>();
   readonly #waitersOf = new Map<Entry<Owner>, Deferred[]>();
@@ -106,8 +109,10 @@ export class WriteQueue<Owner> {
     writer: Writer,
     dirty: DirtyTracker<Owner>,
     options: ResolvedPersistenceOptions,
+    source: object,
     hooks: WriteHooks<Owner>,
   ) {
+    this.#source = source;
     this.#writer = writer;
     this.#dirty = dirty;
     this.#options = options;
@@ -448,6 +453,12 @@ export class WriteQueue<Owner> {
     state.write.conflict = error;
     state.write.unacknowledged = undefined;
     this.#clearRetry(state);
+    publish(conflictChannel, () => ({
+      manager: this.#source,
+      userId: state.userId,
+      expectedVersion: error.expectedVersion,
+      currentVersion,
+    }));
     this.#hooks.conflicted(state, error);
   }
 
@@ -491,12 +502,20 @@ export class WriteQueue<Owner> {
     // written again only when asked or at the next flush.
     if (!isPermanent(error) && !this.#closed) {
       this.#clearRetry(state);
+      const delayMs = this.backoff(write.failures);
+      publish(retryChannel, () => ({
+        manager: this.#source,
+        userId: state.userId,
+        failures: write.failures,
+        delayMs,
+        error,
+      }));
       write.retryTimer = setTimeout(() => {
         write.retryTimer = undefined;
         if (state.dropped) return;
         if (write.inFlight) write.requested = true;
         else this.#enqueue(state);
-      }, this.backoff(write.failures));
+      }, delayMs);
       write.retryTimer.unref();
     }
     this.#hooks.failed(state, error);

@@ -1,3 +1,4 @@
+import { type BatchMessage, batchChannel, traced } from './channels.js';
 import { callAdapter } from './deadline.js';
 import type { Snapshot } from './dirty-tracker.js';
 import { describeUserId, PersistenceError, toError } from './errors.js';
@@ -62,10 +63,12 @@ export interface Writer {
 export class AdapterWriter implements Writer {
   readonly #adapter: PersistenceAdapter;
   readonly #callTimeout: number;
+  readonly #source: object;
 
-  constructor(adapter: PersistenceAdapter, callTimeout: number) {
+  constructor(adapter: PersistenceAdapter, callTimeout: number, source: object) {
     this.#adapter = adapter;
     this.#callTimeout = callTimeout;
+    this.#source = source;
   }
 
   async write<Owner>(batch: readonly Entry<Owner>[], tools: BatchTools<Owner>): Promise<Outcome[]> {
@@ -78,7 +81,22 @@ export class AdapterWriter implements Writer {
       else if (listened) entry.snapshot = undefined;
     }
     const { settled, toWrite } = await tools.prepare(batch.filter((entry) => !failed.has(entry)));
-    const saved = toWrite.length === 0 ? [] : await this.#save(toWrite, tools);
+    const saved =
+      toWrite.length === 0
+        ? []
+        : await traced(
+            batchChannel,
+            (): BatchMessage => ({
+              manager: this.#source,
+              adapter: this.#adapter.name,
+              size: toWrite.length,
+            }),
+            async (message) => {
+              const outcomes = await this.#save(toWrite, tools);
+              if (message !== undefined) message.outcomes = countOutcomes(outcomes);
+              return outcomes;
+            },
+          );
     const outcomes = new Map<Entry<Owner>, Outcome>([...failed, ...settled]);
     for (const [i, entry] of toWrite.entries()) outcomes.set(entry, saved[i]!);
     return batch.map((entry) => outcomes.get(entry)!);
@@ -142,6 +160,12 @@ export class ListenerWriter implements Writer {
       return { status: 'ok', version: undefined };
     });
   }
+}
+
+function countOutcomes(outcomes: readonly Outcome[]): { ok: number; conflict: number; error: number } {
+  const counts = { ok: 0, conflict: 0, error: 0 };
+  for (const outcome of outcomes) if (outcome.status !== 'unchanged') counts[outcome.status]++;
+  return counts;
 }
 
 /** Codes of failures that happen before a request leaves: nothing of the batch was sent. */
