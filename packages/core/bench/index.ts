@@ -2,6 +2,7 @@
  * Core benchmarks: session lifecycle throughput, heap per idle identified session, and flushes of 10,000
  * sessions through the in-memory adapter (all dirty, then 1% dirty). Run with `pnpm bench`.
  */
+import diagnostics from 'node:diagnostics_channel';
 import {
   type BenchRow,
   collectGarbage,
@@ -11,7 +12,7 @@ import {
   report,
 } from '@cagey-sessions/bench-kit';
 import { FaultyAdapter, MemoryAdapter } from '@cagey-sessions/testing';
-import { type Session, SessionManager } from '../src/index.js';
+import { CHANNELS, type Session, SessionManager } from '../src/index.js';
 
 const SESSIONS = 10_000;
 const LIFECYCLES = 100_000;
@@ -94,9 +95,29 @@ async function flushes(): Promise<{
   return { allMs, onePercentMs, onePercentWritten: written, bytes };
 }
 
+/** Runs `fn` while a no-op subscriber listens on every instrumentation channel (what an exporter costs at least). */
+async function subscribed<T>(fn: () => Promise<T>): Promise<T> {
+  const noop = () => {};
+  const handlers = { start: noop, end: noop, asyncStart: noop, asyncEnd: noop, error: noop };
+  const tracing = [CHANNELS.flush, CHANNELS.batch, CHANNELS.persist].map((name) =>
+    diagnostics.tracingChannel(name),
+  );
+  const plain = [CHANNELS.retry, CHANNELS.conflict, CHANNELS.shutdown];
+  for (const channel of tracing) channel.subscribe(handlers);
+  for (const name of plain) diagnostics.subscribe(name, noop);
+  try {
+    return await fn();
+  } finally {
+    for (const channel of tracing) channel.unsubscribe(handlers);
+    for (const name of plain) diagnostics.unsubscribe(name, noop);
+  }
+}
+
 const lifecycles = await lifecyclesPerSecond();
+const lifecyclesSubscribed = await subscribed(lifecyclesPerSecond);
 const heap = await heapPerIdleSession();
 const flush = await flushes();
+const flushSubscribed = await subscribed(flushes);
 
 const rows: BenchRow[] = [
   {
@@ -126,5 +147,19 @@ const rows: BenchRow[] = [
     note: `wrote ${flush.onePercentWritten} of ${SESSIONS / 100} dirty (exact: ${flush.onePercentWritten === SESSIONS / 100}); ${(flush.allMs / flush.onePercentMs).toFixed(1)}x faster than all dirty`,
   },
 ];
+rows.push(
+  {
+    name: 'session lifecycles, a subscriber on every instrumentation channel',
+    value: lifecyclesSubscribed,
+    unit: '/s',
+    note: `${(lifecyclesSubscribed / lifecycles).toFixed(2)}x the rate without (no channel is used on this path)`,
+  },
+  {
+    name: `flush ${SESSIONS.toLocaleString('en-US')} dirty sessions, a subscriber on every channel`,
+    value: flushSubscribed.allMs,
+    unit: 'ms',
+    note: `${(flushSubscribed.allMs / flush.allMs).toFixed(2)}x the time without`,
+  },
+);
 report('core', rows, { sessions: SESSIONS, lifecycles: LIFECYCLES });
 if (flush.onePercentWritten !== SESSIONS / 100) process.exitCode = 1;

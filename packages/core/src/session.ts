@@ -77,7 +77,7 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
   readonly #host: SessionHost<T>;
   #state: UserState<Session<T>> | undefined;
   #values: Map<string, unknown> | undefined;
-  /** The `identify()` under way or done, by user key: a repeated login of the same user gets the same result. */
+  /** The `identify()` under way, by user key: a repeated login of the same user gets the same result. */
   #identified: { key: string; done: Promise<T> } | undefined;
   #destroying: Promise<void> | undefined;
 
@@ -165,9 +165,11 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     this.#assertNoOtherUser(key);
     const done = this.#identify(userId, key, options);
     this.#identified = { key, done };
-    done.catch(() => {
+    // Kept only while it runs: afterwards the bound user answers a repeated login.
+    const settled = () => {
       if (this.#identified?.done === done) this.#identified = undefined;
-    });
+    };
+    done.then(settled, settled);
     return done;
   }
 
