@@ -9,8 +9,11 @@ import type { StoreKind } from './stores.js';
 
 /** Messages the server sends its parent. */
 export type ServerToParent =
-  | { type: 'ready'; port: number; location: string }
-  | { type: 'report'; report: ShutdownReport; contents?: Record<string, unknown> };
+  | { type: 'ready'; port: number; location: string; startupMs: number; openStoreMs: number }
+  | { type: 'report'; report: ShutdownReport; maxRssBytes: number; contents?: Record<string, unknown> };
+
+/** Messages the parent sends the server (with `--fault-control`). */
+export type ParentToServer = { type: 'fault'; action: 'hang' | 'fail' | 'heal' };
 
 export interface LaunchOptions {
   store: StoreKind;
@@ -20,6 +23,13 @@ export interface LaunchOptions {
   graceMs?: number;
   intervalMs?: number;
   shutdownTimeoutMs?: number;
+  callTimeoutMs?: number;
+  /** Extra command-line options for serve.ts (limits, e.g. `--rate-limit=off`). */
+  args?: string[];
+  /** Lets `fault()` make the store hang and heal (for stores inside the server process). */
+  faultControl?: boolean;
+  /** Makes every login carry `auth` (GAME_AUTH_SECRET). */
+  authSecret?: string;
   /** The server's stdout and stderr go to this file. */
   logFile: string;
   env?: NodeJS.ProcessEnv;
@@ -33,17 +43,28 @@ export interface ServerProcess {
   /** Where the data lives, as the server describes it (no credentials). */
   readonly location: string;
   readonly child: ChildProcess;
+  /** From spawning the process to the server listening, as the parent saw it. */
+  readonly startupMs: number;
+  /** How long opening the store took inside the server. */
+  readonly openStoreMs: number;
   /**
    * Sends a signal (default SIGTERM) and resolves with the exit and the shutdown report, if one came. Kills the
    * server if it has not exited after `timeoutMs`.
    */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<ServerExit>;
+  /**
+   * With `faultControl`: from now on every store call hangs (`'hang'`, like a network black hole) or fails at
+   * once (`'fail'`, like a stopped database), or proceeds again (`'heal'`).
+   */
+  fault(action: ParentToServer['action']): void;
 }
 
 export interface ServerExit {
   code: number | null;
   signal: NodeJS.Signals | null;
   report: ShutdownReport | undefined;
+  /** The server process's peak resident memory, in bytes (from its report). */
+  maxRssBytes: number | undefined;
   /** For the memory store only: what the store held after shutdown, read inside the server process. */
   contents: Record<string, Player> | undefined;
 }
@@ -61,6 +82,7 @@ export function typescriptNodeArgs(): { args: string[]; env: NodeJS.ProcessEnv }
 }
 
 export async function launchServer(options: LaunchOptions): Promise<ServerProcess> {
+  const spawned = performance.now();
   const ts = typescriptNodeArgs();
   const args = [
     ...ts.args,
@@ -72,13 +94,19 @@ export async function launchServer(options: LaunchOptions): Promise<ServerProces
     `--grace=${options.graceMs ?? 10_000}ms`,
     `--interval=${options.intervalMs ?? 10_000}ms`,
     `--shutdown-timeout=${options.shutdownTimeoutMs ?? 15_000}ms`,
+    `--call-timeout=${options.callTimeoutMs ?? 10_000}ms`,
+    ...(options.faultControl === true ? ['--fault-control'] : []),
+    ...(options.args ?? []),
   ];
+  const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env), ...ts.env };
+  delete env.GAME_AUTH_SECRET;
+  if (options.authSecret !== undefined) env.GAME_AUTH_SECRET = options.authSecret;
   const log = openSync(options.logFile, 'a');
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, args, {
       cwd: packageDir,
-      env: { ...(options.env ?? process.env), ...ts.env },
+      env,
       stdio: ['ignore', log, log, 'ipc'],
       // Its own process group: a Ctrl-C in the terminal reaches the parent only, which then stops the server
       // with one SIGTERM. If the parent dies, the server sees the IPC channel close and shuts down by itself.
@@ -132,6 +160,8 @@ export async function launchServer(options: LaunchOptions): Promise<ServerProces
     url: `ws://127.0.0.1:${started.port}`,
     location: started.location,
     child,
+    startupMs: performance.now() - spawned,
+    openStoreMs: started.openStoreMs,
     async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 60_000) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       let killTimer: NodeJS.Timeout | undefined;
@@ -148,8 +178,13 @@ export async function launchServer(options: LaunchOptions): Promise<ServerProces
       return {
         ...exit,
         report: report?.report,
+        maxRssBytes: report?.maxRssBytes,
         contents: report?.contents as Record<string, Player> | undefined,
       };
+    },
+    fault(action) {
+      if (options.faultControl !== true) throw new Error('launchServer: fault() needs faultControl: true');
+      child.send({ type: 'fault', action } satisfies ParentToServer);
     },
   };
 }

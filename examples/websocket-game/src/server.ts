@@ -145,6 +145,8 @@ export interface ServerStats {
   retrying: number;
   /** Records written to the store so far. */
   written: number;
+  /** How long the last interval flush took (ms). */
+  lastFlushMs: number;
   /** `written` by cause: a purchase's `persistNow()`, the interval (and its retries), a session ending after
    * its grace period, a takeover by a newer login, shutdown. */
   writes: Record<WriteCause, number>;
@@ -771,6 +773,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       inFlight: m.inFlight,
       retrying: m.retrying,
       written: m.written,
+      lastFlushMs: m.lastFlushMs ?? 0,
       writes: { ...writes },
       failed: m.failed,
       conflicts: m.conflicts,
@@ -784,7 +787,12 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     const path = (request.url ?? '/').split('?')[0];
     if (request.method === 'GET' && path === '/stats') {
       response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      response.end(JSON.stringify(stats()));
+      // With the process's memory, for the demo's measurements.
+      const memory = {
+        rssBytes: process.memoryUsage.rss(),
+        maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      };
+      response.end(JSON.stringify({ ...stats(), process: memory }));
       return;
     }
     if (request.method === 'GET' && (path === '/' || path === '/index.html')) {
