@@ -24,6 +24,7 @@ export const workspaceAliases = [
     replacement: `${packagesDir}adapter-$1/src/index.ts`,
   },
   { find: /^@cagey-sessions\/fault-proxy$/, replacement: `${packagesDir}../tools/fault-proxy/src/index.ts` },
+  { find: /^@cagey-sessions\/opentelemetry$/, replacement: `${packagesDir}opentelemetry/src/index.ts` },
   { find: /^@cagey-sessions\/bench-kit$/, replacement: `${packagesDir}../tools/bench-kit/src/index.ts` },
   {
     find: /^@cagey-sessions\/core\/adapter-kit$/,
