@@ -137,6 +137,37 @@ export function judge(
   return { lost, stale, ahead };
 }
 
+/**
+ * Judges the store against the ledger (see `judge`, with `expectNewest`) and records the verdict in `result`:
+ * the lost and stale counts, and a failed expectation for acknowledged data lost, for newest data not stored
+ * (worded by `staleMessage`) and for stored data the game never had.
+ */
+export function expectStoreMatches(
+  result: ScenarioResult,
+  ledger: Ledger,
+  stored: Map<string, StoredPlayer>,
+  {
+    excused,
+    staleMessage = 'newest data not stored',
+  }: { excused?: ReadonlySet<string>; staleMessage?: string } = {},
+): void {
+  const verdict = judge(ledger, stored, {
+    expectNewest: true,
+    ...(excused === undefined ? {} : { excused }),
+  });
+  result.lost = verdict.lost.length;
+  result.stale = verdict.stale.length;
+  const describe = (userId: string) =>
+    `${userId} stored ${stored.get(userId)?.counter ?? 'nothing'}, acked ${ledger.acked.get(userId) ?? '-'}, held ${ledger.held.get(userId)}`;
+  expect(result, verdict.lost.length === 0, `acknowledged data lost: ${examples(verdict.lost, describe)}`);
+  expect(result, verdict.stale.length === 0, `${staleMessage}: ${examples(verdict.stale, describe)}`);
+  expect(
+    result,
+    verdict.ahead.length === 0,
+    `stored data the game never had: ${examples(verdict.ahead, describe)}`,
+  );
+}
+
 /** "3 (u1 stored 4 < 5, ...)" for a failure message. */
 export function examples(users: readonly string[], describe: (userId: string) => string, count = 3): string {
   const shown = users.slice(0, count).map(describe).join('; ');

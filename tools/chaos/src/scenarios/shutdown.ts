@@ -9,10 +9,9 @@
  */
 import { describeExit, sleep } from '../lib/game.js';
 import {
-  examples,
   expect,
+  expectStoreMatches,
   inParallel,
-  judge,
   Ledger,
   loginAll,
   proxyFor,
@@ -110,26 +109,12 @@ async function run(context: ScenarioContext, result: ScenarioResult, back: boole
   const lastWords = gameLine ?? game.find('info', 'game server: every player stored')[0];
   recordStall(result, lastWords);
   const reported = new Set((gameError?.unsaved ?? []).map((u) => u.userId));
-  const verdict = read
-    ? judge(ledger, stored, { expectNewest: true, excused: reported })
-    : { lost: [], stale: [], ahead: [] };
   if (read) {
-    result.lost = verdict.lost.length;
-    result.stale = verdict.stale.length;
+    expectStoreMatches(result, ledger, stored, {
+      excused: reported,
+      staleMessage: "stored data older than the game's, not reported unsaved",
+    });
   }
-  const describe = (userId: string) =>
-    `${userId} stored ${stored.get(userId)?.counter ?? 'nothing'}, acked ${ledger.acked.get(userId)}, held ${ledger.held.get(userId)}`;
-  expect(result, verdict.lost.length === 0, `acknowledged data lost: ${examples(verdict.lost, describe)}`);
-  expect(
-    result,
-    verdict.stale.length === 0,
-    `stored data older than the game's, not reported unsaved: ${examples(verdict.stale, describe)}`,
-  );
-  expect(
-    result,
-    verdict.ahead.length === 0,
-    `stored data the game never had: ${examples(verdict.ahead, describe)}`,
-  );
 
   if (!back) {
     expect(result, !exit.timedOut, `did not exit within ${SHUTDOWN_TIMEOUT_MS + 15_000} ms of SIGTERM`);

@@ -8,10 +8,9 @@
 import { matchesText, postgresReplyComplete } from '@cagey-sessions/fault-proxy';
 import { describeExit, sleep } from '../lib/game.js';
 import {
-  examples,
   expect,
+  expectStoreMatches,
   inParallel,
-  judge,
   Ledger,
   loginAll,
   proxyFor,
@@ -134,20 +133,7 @@ async function run(context: ScenarioContext, result: ScenarioResult): Promise<vo
   expect(result, exit.signal === null && exit.code === 0, `exit code ${describeExit(exit)}, expected 0`);
   const read = await readStored(context, result);
   const stored = read ?? new Map();
-  const verdict = read ? judge(ledger, stored, { expectNewest: true }) : { lost: [], stale: [], ahead: [] };
-  if (read) {
-    result.lost = verdict.lost.length;
-    result.stale = verdict.stale.length;
-  }
-  const describe = (userId: string) =>
-    `${userId} stored ${stored.get(userId)?.counter ?? 'nothing'}, acked ${ledger.acked.get(userId) ?? '-'}, held ${ledger.held.get(userId)}`;
-  expect(result, verdict.lost.length === 0, `acknowledged data lost: ${examples(verdict.lost, describe)}`);
-  expect(result, verdict.stale.length === 0, `newest data not stored: ${examples(verdict.stale, describe)}`);
-  expect(
-    result,
-    verdict.ahead.length === 0,
-    `stored data the game never had: ${examples(verdict.ahead, describe)}`,
-  );
+  if (read) expectStoreMatches(result, ledger, stored);
 
   const final =
     game.find('info', 'game server: every player stored')[0] ??

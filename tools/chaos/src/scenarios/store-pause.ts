@@ -7,10 +7,9 @@
  */
 import { describeExit, sleep } from '../lib/game.js';
 import {
-  examples,
   expect,
+  expectStoreMatches,
   inParallel,
-  judge,
   Ledger,
   loginAll,
   type PurchaseOutcome,
@@ -246,16 +245,5 @@ async function run(context: ScenarioContext, result: ScenarioResult): Promise<vo
 
   const stored = await readStored(context, result);
   if (stored === undefined) return;
-  const verdict = judge(ledger, stored, { expectNewest: true });
-  result.lost = verdict.lost.length;
-  result.stale = verdict.stale.length;
-  const describe = (userId: string) =>
-    `${userId} stored ${stored.get(userId)?.counter ?? 'nothing'}, acked ${ledger.acked.get(userId) ?? '-'}, held ${ledger.held.get(userId)}`;
-  expect(result, verdict.lost.length === 0, `acknowledged data lost: ${examples(verdict.lost, describe)}`);
-  expect(result, verdict.stale.length === 0, `newest data not stored: ${examples(verdict.stale, describe)}`);
-  expect(
-    result,
-    verdict.ahead.length === 0,
-    `stored data the game never had: ${examples(verdict.ahead, describe)}`,
-  );
+  expectStoreMatches(result, ledger, stored);
 }
