@@ -89,6 +89,22 @@ try {
       }
     }
   }
+  // Shutting down 10,000 sessions with unsaved changes while the store refuses connections.
+  const down = [contenders[0]!, contenders[1]!].map((contender) => ({
+    contender,
+    ...runCase(contender.module, 10_000, 1, 'shutdown-down'),
+  }));
+  for (const { contender, flushMs, stallMs } of down) {
+    rows.push({
+      name: `destroy 10,000 sessions, store down: ${contender.name.replace(/ \(snapshot\)|, snapshot/, '')}, longest stall`,
+      value: stallMs,
+      unit: 'ms',
+      note:
+        contender === down[0]!.contender
+          ? `shutdown ${flushMs.toFixed(0)} ms`
+          : `shutdown ${flushMs.toFixed(0)} ms; stall ${(stallMs / down[0]!.stallMs).toFixed(2)}x the baseline's`,
+    });
+  }
 } finally {
   baseline.remove();
 }

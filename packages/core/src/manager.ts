@@ -183,7 +183,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
     const destroying: Promise<void>[] = [];
     const pace = new Pacer();
     for (const session of [...this.#sessions]) {
-      await pace.yieldIfDue();
+      if (pace.due()) await pace.yield();
       destroying.push(session.destroy(persist));
     }
     const destroyed = Promise.allSettled(destroying);

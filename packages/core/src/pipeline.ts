@@ -240,7 +240,7 @@ export class PersistencePipeline<Owner> {
     let found: UserState<Owner>[] = [];
     const pace = new Pacer();
     for (const state of this.#candidates(explicit)) {
-      await pace.yieldIfDue();
+      if (pace.due()) await pace.yield();
       if (state === undefined) continue;
       const pending = state.write;
       if (state.dropped) continue;
@@ -356,7 +356,7 @@ export class PersistencePipeline<Owner> {
     const open: UserState<Owner>[] = [];
     const pace = new Pacer();
     for (const state of [...this.#users.values()]) {
-      await pace.yieldIfDue();
+      if (pace.due()) await pace.yield();
       if (state.dropped) continue;
       if (!this.#queue.isIdle(state) || state.write.conflict !== undefined || this.#dirty.isDirty(state))
         open.push(state);

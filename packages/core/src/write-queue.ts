@@ -328,7 +328,7 @@ export class WriteQueue<Owner> {
       const outcomes = await this.#writer.write(batch, tools);
       const pace = new Pacer();
       for (let i = 0; i < batch.length; i++) {
-        await pace.yieldIfDue();
+        if (pace.due()) await pace.yield();
         this.#settle(batch[i]!, outcomes[i]!);
       }
     } finally {
@@ -345,7 +345,7 @@ export class WriteQueue<Owner> {
       const toWrite: Entry<Owner>[] = [];
       const pace = new Pacer();
       for (const entry of entries) {
-        await pace.yieldIfDue();
+        if (pace.due()) await pace.yield();
         try {
           entry.snapshot ??= this.#dirty.snapshot(entry.state);
         } catch (error) {
