@@ -638,7 +638,9 @@ export class Bot {
         this.#link = undefined;
         if (link !== undefined) await closeLink(link, 1000);
       }
-      if (performance.now() > deadline)
+      // Past the end of the run too: a player who has to come back (after a crash, or while the store is
+      // unavailable) does, so that the run ends with every player's state known. Bounded all the same.
+      if (performance.now() > deadline + this.#options.reconnectForMs)
         throw new Error(`could not log in again within the run (${attempt} attempts)`);
       await pause(Math.min(1000, 100 * attempt));
     }

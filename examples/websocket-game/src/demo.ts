@@ -21,6 +21,7 @@ import type { ServerStats, WriteCause } from './server.js';
 import {
   checkStoreEnv,
   defaultDataDir,
+  describeUrl,
   isStoreKind,
   openStore,
   STORE_KINDS,
@@ -188,7 +189,7 @@ function parseOptions(argv: string[]): DemoOptions | undefined {
         ? 1000
         : 10_000
       : parseDuration('call-timeout', values['call-timeout']);
-  return {
+  const options: DemoOptions = {
     store: values.store,
     players,
     adversarial:
@@ -215,6 +216,13 @@ function parseOptions(argv: string[]): DemoOptions | undefined {
         : parseInteger('seed', values.seed, 0, 2 ** 32 - 1),
     reportFile: values.report === undefined ? undefined : resolve(values.report),
   };
+  if (mode === 'outage' && options.durationMs - options.outageMs - 1500 < 500) {
+    throw new UsageError(
+      `--duration ${seconds(durationMs)} leaves no room for a ${seconds(options.outageMs)} outage and the recovery after it: ` +
+        `use at least ${seconds(options.outageMs + 2000)}, or a shorter --outage-duration.`,
+    );
+  }
+  return options;
 }
 
 const number = new Intl.NumberFormat('en-US');
@@ -240,6 +248,14 @@ interface RunRecord {
   finishedAt: string;
   /** Each player's stored data at the end of the run, as a digest (see `stateDigest`). */
   players: Record<string, string>;
+}
+
+/** When the outage begins: a third into the run, leaving time after it for recovery. */
+function outageStart(options: DemoOptions): number {
+  return Math.max(
+    500,
+    Math.min(Math.round(options.durationMs / 3), options.durationMs - options.outageMs - 1500),
+  );
 }
 
 function recordFile(options: DemoOptions): string {
@@ -285,6 +301,11 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   const logFile = join(options.dataDir, `server-${options.store}.log`);
   writeFileSync(logFile, '');
   const previous = readRecord(recordFile(options));
+  // Where the players live, independent of a fault proxy in between: the record of a run is kept per store.
+  const identity =
+    options.store === 'pglite' || options.store === 'memory'
+      ? `${options.store} ${join(options.dataDir, options.store)}`
+      : `${options.store} ${describeUrl(process.env[STORE_URL_VARIABLES[options.store][0]] ?? '')}`;
 
   const modeNote = {
     graceful: '',
@@ -419,7 +440,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   } else if (options.mode === 'outage') {
     events.push(
       (async () => {
-        const startAt = Math.max(500, Math.round(options.durationMs / 3));
+        const startAt = outageStart(options);
         await sleep(startAt);
         if (interruptedAt !== undefined) return;
         const before = await fetchStats(server.port);
@@ -445,11 +466,12 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
         const writtenAtHeal = (await fetchStats(server.port))?.stats.written ?? 0;
         let recoveryMs: number | undefined;
         let failedAfter = failedBefore;
-        for (let i = 0; i < 600; i++) {
+        for (let i = 0; i < 300; i++) {
           const now = await fetchStats(server.port);
           if (now !== undefined) {
             failedAfter = now.stats.failed;
-            if (now.stats.written > writtenAtHeal && now.stats.retrying === 0) {
+            const storedAgain = now.stats.written > writtenAtHeal || now.stats.dirty === 0;
+            if (storedAgain && now.stats.retrying === 0) {
               recoveryMs = performance.now() - healed;
               break;
             }
@@ -467,7 +489,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
         out.write(
           `${out.isTTY ? '\r\x1b[2K' : ''}  ${seconds(performance.now() - started).padStart(7)}  ` +
             (recoveryMs === undefined
-              ? 'NOT recovered within 60 s\n'
+              ? 'NOT recovered within 30 s\n'
               : `recovered ${seconds(recoveryMs)} after the store came back\n`),
         );
       })(),
@@ -536,11 +558,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
 
   // Returning players: did they find what the previous run left in the store?
   let returningCompared: DemoSummary['returningCompared'];
-  if (
-    previous !== undefined &&
-    previous.location === firstServer.location &&
-    previous.namespace === options.namespace
-  ) {
+  if (previous !== undefined && previous.location === identity && previous.namespace === options.namespace) {
     returningCompared = { matched: 0, differ: [], unknown: 0 };
     for (const bot of fleet.bots) {
       if (!bot.returning || bot.firstState === undefined) continue;
@@ -553,7 +571,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   if (options.store !== 'memory') {
     const record: RunRecord = {
       store: options.store,
-      location: firstServer.location,
+      location: identity,
       namespace: options.namespace,
       finishedAt: new Date().toISOString(),
       players: Object.fromEntries(
@@ -871,13 +889,18 @@ async function main(): Promise<number> {
   return summary.ok ? 0 : 1;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (error instanceof UsageError) console.error(`${error.message}\n\n${USAGE}`);
-    else console.error(`demo failed: ${error instanceof Error ? error.message : String(error)}`);
-    process.exitCode = error instanceof UsageError ? 2 : 1;
-  },
-);
+/**
+ * Exits once the output is written. Everything the demo opened is closed by then, but a socket the fault proxy
+ * reset can leave a request that Node waits for at exit (seen with FerretDB after --outage: 10-20 s), so the
+ * demo does not wait for the event loop to empty.
+ */
+function exit(code: number): void {
+  process.exitCode = code;
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}
+
+main().then(exit, (error: unknown) => {
+  if (error instanceof UsageError) console.error(`${error.message}\n\n${USAGE}`);
+  else console.error(`demo failed: ${error instanceof Error ? error.message : String(error)}`);
+  exit(error instanceof UsageError ? 2 : 1);
+});

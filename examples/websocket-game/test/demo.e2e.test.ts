@@ -10,10 +10,24 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
 });
 
+interface Counters {
+  actions: number;
+  errors: number;
+  mismatches: number;
+  lostPurchases: number;
+  lostActions: number;
+  tricks: number;
+  rateLimited: number;
+  notStored: number;
+  storeUnavailable: number;
+}
+
 interface Summary {
   ok: boolean;
+  mode: 'graceful' | 'crash' | 'outage';
   players: number;
   returning: number;
+  returningCompared: { matched: number; differ: string[]; unknown: number } | undefined;
   checked: number;
   differences: number;
   finalStateDifferences: number;
@@ -21,17 +35,40 @@ interface Summary {
   serverExitCode: number | null;
   acknowledgedPurchases: number;
   missingPurchases: number;
-  bots: { actions: number; errors: number; mismatches: number };
+  duplicatePurchases: number;
+  bots: Counters;
+  adversarialBots: Counters;
   server: { written: number; failed: number; conflicts: number };
+  writes: Record<string, number>;
+  crash?: {
+    returned: number;
+    lostActions: number;
+    maxLostAgeMs: number;
+    lossBoundMs: number;
+    lostAcknowledgedPurchases: number;
+  };
+  outage?: {
+    notStored: number;
+    storeUnavailable: number;
+    failedWrites: number;
+    recoveryMs: number | undefined;
+    lostAcknowledgedPurchases: number;
+  };
+  timing: { startupMs: number; readBackMs: number };
+  memory: { serverPeakBytes: number | undefined };
 }
 
-async function demo(kind: StoreKind, dataDir: string, namespace: string, env: NodeJS.ProcessEnv) {
+type Mode = 'graceful' | 'crash' | 'outage';
+
+async function demo(kind: StoreKind, mode: Mode, dataDir: string, namespace: string, env: NodeJS.ProcessEnv) {
   const reportFile = join(dataDir, `summary-${Math.random().toString(36).slice(2)}.json`);
   const run = await runDemoCli(
     [
       `--store=${kind}`,
       `--players=${PLAYERS}`,
-      '--duration=4s',
+      `--duration=${mode === 'outage' ? '5s' : mode === 'crash' ? '4s' : '3s'}`,
+      ...(mode === 'graceful' ? [] : [`--${mode}`]),
+      ...(mode === 'outage' ? ['--outage-duration=2s'] : []),
       `--data-dir=${dataDir}`,
       `--namespace=${namespace}`,
       '--grace=700ms',
@@ -56,42 +93,102 @@ function expectClean(summary: Summary, output: string) {
     unsaved: 0,
     serverExitCode: 0,
     missingPurchases: 0,
-    bots: { errors: 0, mismatches: 0 },
-    server: { failed: 0, conflicts: 0 },
+    duplicatePurchases: 0,
+    bots: { errors: 0, mismatches: 0, lostPurchases: 0 },
   });
   // The run did real work: without actions and purchases a zero-difference check would prove nothing.
   expect(summary.bots.actions).toBeGreaterThan(PLAYERS);
   expect(summary.acknowledgedPurchases).toBeGreaterThan(0);
-  expect(summary.server.written).toBeGreaterThanOrEqual(PLAYERS);
+  expect(summary.server.written).toBeGreaterThanOrEqual(1);
+  expect(summary.adversarialBots.tricks, output).toBeGreaterThan(0);
+  expect(Object.keys(summary.writes).sort()).toEqual([
+    'interval',
+    'logout',
+    'purchase',
+    'shutdown',
+    'takeover',
+  ]);
+  expect(summary.timing.startupMs).toBeGreaterThan(0);
   expect(output).toContain("OK: every player's data in the store equals what the server last confirmed");
+  if (summary.mode !== 'crash') expect(summary.bots.lostActions).toBe(0);
+}
+
+function expectCrash(summary: Summary, output: string) {
+  expectClean(summary, output);
+  const crash = summary.crash!;
+  expect(crash, output).toBeDefined();
+  expect(crash.returned).toBeGreaterThan(0);
+  expect(crash.lostAcknowledgedPurchases).toBe(0);
+  expect(crash.maxLostAgeMs).toBeLessThanOrEqual(crash.lossBoundMs + 1000);
+  expect(output).toContain('unacknowledged play lost:');
+}
+
+function expectOutage(summary: Summary, output: string) {
+  expectClean(summary, output);
+  const outage = summary.outage!;
+  expect(outage, output).toBeDefined();
+  expect(outage.notStored + outage.storeUnavailable, output).toBeGreaterThan(0);
+  expect(outage.failedWrites).toBeGreaterThan(0);
+  expect(outage.recoveryMs).toBeTypeOf('number');
+  expect(outage.lostAcknowledgedPurchases).toBe(0);
+  expect(output).toContain('NOT_STORED');
+}
+
+/** The second run on a store finds the players of the first exactly as the first left them. */
+function expectReturning(summary: Summary) {
+  expect(summary.returning).toBe(PLAYERS);
+  expect(summary.returningCompared).toEqual({ matched: PLAYERS, differ: [], unknown: 0 });
 }
 
 describe('pnpm demo, end to end', () => {
-  it.for<StoreKind>(['memory', 'postgres', 'redis', 'mongo'])(
-    'on %s: every player read back from the store equals what the server acknowledged',
+  it('on memory: graceful, then --outage (every store call fails inside the server for a while)', async () => {
+    const env = storeEnv('memory', 'demo on memory')!;
+    const tmp = temporaryDir('demo-memory');
+    cleanups.push(tmp.remove);
+    const graceful = await demo('memory', 'graceful', tmp.dir, 'game', env);
+    expectClean(graceful.summary, graceful.output);
+    const outage = await demo('memory', 'outage', tmp.dir, 'game', env);
+    expectOutage(outage.summary, outage.output);
+  });
+
+  it('on pglite (the default): graceful, then --crash, then --outage on the same files; each run finds the players as the one before left them', async () => {
+    const env = storeEnv('pglite', 'demo on pglite')!;
+    const tmp = temporaryDir('demo-pglite');
+    cleanups.push(tmp.remove);
+    const first = await demo('pglite', 'graceful', tmp.dir, 'game', env);
+    expectClean(first.summary, first.output);
+    expect(first.summary.returning).toBe(0);
+    const crash = await demo('pglite', 'crash', tmp.dir, 'game', env);
+    expectCrash(crash.summary, crash.output);
+    expectReturning(crash.summary);
+    expect(crash.output).toContain(`0 new, ${PLAYERS} returning from an earlier run`);
+    expect(crash.output).toContain(
+      `returning    ${PLAYERS} found exactly what the previous run left, 0 differ`,
+    );
+    const outage = await demo('pglite', 'outage', tmp.dir, 'game', env);
+    expectOutage(outage.summary, outage.output);
+    expectReturning(outage.summary);
+  });
+
+  it.for<StoreKind>(['postgres', 'redis', 'mongo'])(
+    'on %s: graceful, then --crash, then --outage (the fault proxy resets the store connections)',
     async (kind, context) => {
       const env = storeEnv(kind, `demo on ${kind}`);
       if (env === null) return context.skip();
       const tmp = temporaryDir(`demo-${kind}`);
       cleanups.push(tmp.remove);
-      const { summary, output } = await demo(kind, tmp.dir, randomNamespace(), env);
-      expectClean(summary, output);
-      expect(summary.returning).toBe(0);
+      const namespace = randomNamespace();
+      const graceful = await demo(kind, 'graceful', tmp.dir, namespace, env);
+      expectClean(graceful.summary, graceful.output);
+      expect(graceful.summary.returning).toBe(0);
+      const crash = await demo(kind, 'crash', tmp.dir, namespace, env);
+      expectCrash(crash.summary, crash.output);
+      expectReturning(crash.summary);
+      const outage = await demo(kind, 'outage', tmp.dir, namespace, env);
+      expectOutage(outage.summary, outage.output);
+      expectReturning(outage.summary);
     },
   );
-
-  it('on pglite (the default): zero differences, and a second run finds the players of the first', async () => {
-    const env = storeEnv('pglite', 'demo twice on pglite')!;
-    const tmp = temporaryDir('demo-pglite-twice');
-    cleanups.push(tmp.remove);
-    const first = await demo('pglite', tmp.dir, 'game', env);
-    expectClean(first.summary, first.output);
-    expect(first.summary.returning).toBe(0);
-    const second = await demo('pglite', tmp.dir, 'game', env);
-    expectClean(second.summary, second.output);
-    expect(second.summary.returning).toBe(PLAYERS);
-    expect(second.output).toContain(`(0 new, ${PLAYERS} returning from an earlier run)`);
-  });
 
   it('exits non-zero and names the variable when a server store has no URL', async () => {
     const env = storeEnv('memory', 'demo without a URL')!;
@@ -103,5 +200,12 @@ describe('pnpm demo, end to end', () => {
     );
     expect(run.code).not.toBe(0);
     expect(`${run.stdout}${run.stderr}`).toContain('DATABASE_URL');
+  });
+
+  it('refuses --crash on the memory store, which dies with the server', async () => {
+    const env = storeEnv('memory', 'demo --crash on memory')!;
+    const run = await runDemoCli(['--store=memory', '--crash'], env);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--crash needs a store that outlives the server');
   });
 });
