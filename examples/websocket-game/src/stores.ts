@@ -41,6 +41,8 @@ export interface OpenStore {
 }
 
 const NAMESPACE = /^[a-z][a-z0-9_]{0,39}$/;
+/** PGlite's postgresql.conf additions (see `openStore`). */
+export const PGLITE_SETTINGS = 'shared_buffers = 16MB';
 /** Updates per bulk write, and per batch, that FerretDB 1.x handles without stalling. */
 const FERRETDB_BATCH = 50;
 
@@ -73,7 +75,9 @@ export async function openStore(kind: StoreKind, config: StoreConfig): Promise<O
       ]);
       const directory = resolve(config.dataDir, 'pglite');
       mkdirSync(directory, { recursive: true });
-      const db = await PGlite.create(directory);
+      // PostgreSQL's default 128 MB of shared buffers is most of PGlite's memory, for a few megabytes of
+      // players: 16 MB keeps the working set, and the operating system caches the files anyway.
+      const db = await PGlite.create(directory, { postgresqlconf: PGLITE_SETTINGS });
       try {
         const adapter = new PostgresAdapter({ client: db, table: `${namespace}_players` });
         await adapter.setup();

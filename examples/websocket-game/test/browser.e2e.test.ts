@@ -45,7 +45,9 @@ async function shown(page: Page): Promise<Shown> {
 
 /** The page's copy of the player (what it shows comes from it). */
 async function pageState(page: Page): Promise<Player> {
-  return page.evaluate(() => structuredClone((window as unknown as { game: { state: Player } }).game.state));
+  return page.evaluate(() =>
+    structuredClone((globalThis as unknown as { game: { state: Player } }).game.state),
+  );
 }
 
 describe.skipIf(!available)('the browser client', () => {
@@ -95,8 +97,8 @@ describe.skipIf(!available)('the browser client', () => {
     for (let i = 0; i < 60 && (await shown(page)).gold < 60; i++) {
       await page.getByRole('button', { name: 'Mine' }).click();
       await expect.poll(async () => page.getByTestId('log').textContent()).toContain('mined');
-      await page.evaluate(() => {
-        document.getElementById('log')!.textContent = '';
+      await page.getByTestId('log').evaluate((log) => {
+        log.textContent = '';
       });
     }
     await page.getByRole('button', { name: 'Fight' }).click();

@@ -158,7 +158,11 @@ describe('pnpm demo, end to end', () => {
     const first = await demo('pglite', 'graceful', tmp.dir, 'game', env);
     expectClean(first.summary, first.output);
     expect(first.summary.returning).toBe(0);
+    // Measured, and bounded: PGlite with 16 MB of shared buffers. (The first run's peak is PGlite's initdb.)
+    expect(first.summary.memory.serverPeakBytes).toBeGreaterThan(0);
+    expect(first.summary.timing.readBackMs).toBeGreaterThan(0);
     const crash = await demo('pglite', 'crash', tmp.dir, 'game', env);
+    expect(crash.summary.memory.serverPeakBytes).toBeLessThan(500e6);
     expectCrash(crash.summary, crash.output);
     expectReturning(crash.summary);
     expect(crash.output).toContain(`0 new, ${PLAYERS} returning from an earlier run`);

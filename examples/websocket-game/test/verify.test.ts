@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { newPlayer, type Player } from '../src/game.js';
-import { compareWithStore, missingPurchases } from '../src/verify.js';
+import {
+  compareWithStore,
+  duplicatePurchases,
+  missingPurchases,
+  readAll,
+  stateDigest,
+} from '../src/verify.js';
 
 const player = (gold: number): Player => ({ ...newPlayer(), gold });
 
@@ -38,5 +44,42 @@ describe('missingPurchases', () => {
       ]),
     ).toEqual([{ id: 2, item: 'sword' }]);
     expect(missingPurchases(undefined, [{ id: 1, item: 'potion' }])).toEqual([{ id: 1, item: 'potion' }]);
+  });
+});
+
+describe('readAll', () => {
+  it('reads each player once, however often it is asked for', async () => {
+    const reads: string[] = [];
+    const stored = await readAll(['a', 'b', 'a', 'c', 'b'], async (id) => {
+      reads.push(id);
+      return player(id.charCodeAt(0));
+    });
+    expect(reads.sort()).toEqual(['a', 'b', 'c']);
+    expect([...stored.keys()].sort()).toEqual(['a', 'b', 'c']);
+  });
+});
+
+describe('duplicatePurchases and stateDigest', () => {
+  it('finds a purchase key stored twice', () => {
+    const inventory = [
+      { id: 1, item: 'potion', key: 'k1' },
+      { id: 2, item: 'potion', key: 'k2' },
+      { id: 3, item: 'potion', key: 'k1' },
+      { id: 4, item: 'sword' },
+    ];
+    expect(duplicatePurchases({ ...newPlayer(), inventory })).toEqual(['k1']);
+  });
+
+  it('gives equal data the same digest whatever the key order, and other data another', () => {
+    const a = { gold: 1, xp: 2, level: 1, inventory: [{ id: 1, item: 'potion', key: 'k' }], purchases: 1 };
+    const reordered = {
+      purchases: 1,
+      inventory: [{ key: 'k', item: 'potion', id: 1 }],
+      level: 1,
+      xp: 2,
+      gold: 1,
+    };
+    expect(stateDigest(reordered)).toBe(stateDigest(a));
+    expect(stateDigest({ ...a, gold: 2 })).not.toBe(stateDigest(a));
   });
 });
