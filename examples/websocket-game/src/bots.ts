@@ -176,6 +176,8 @@ interface HistoryEntry {
   level: number;
   purchases: number;
   inventory: number;
+  /** Requests sent after this state whose replies were lost with their connection: some may have been applied. */
+  unknownAfter?: Request[];
 }
 
 export class Bot {
@@ -284,9 +286,9 @@ export class Bot {
     if (this.#outOfSync) return this.#refresh();
     if (this.#unconfirmed.size > 0 && this.#options.random() < 0.5) return this.#retryPurchase();
     const roll = this.#options.random();
-    if (this.kind !== 'player' && roll < this.#options.trickChance) return this.#trick(deadline);
-    if (roll < this.#options.trickChance + this.#options.disconnectChance)
-      return this.#dropAndReturn(deadline);
+    const trickChance = this.kind === 'player' ? 0 : this.#options.trickChance;
+    if (roll < trickChance) return this.#trick(deadline);
+    if (roll < trickChance + this.#options.disconnectChance) return this.#dropAndReturn(deadline);
     return this.#act();
   }
 
@@ -594,6 +596,8 @@ export class Bot {
   /** Remembers requests whose replies were lost with the connection; the next login checks against them. */
   #lost(requests: Request[]): void {
     this.#unknown.push(...requests);
+    const last = this.#history.at(-1);
+    if (last !== undefined) (last.unknownAfter ??= []).push(...requests);
     for (const request of requests) if (request.t === 'buy') this.#unconfirmed.set(request.key, request.item);
   }
 
@@ -715,14 +719,23 @@ export class Bot {
   #measureLoss(loaded: Player, last: Player): void {
     for (let i = this.#history.length - 1; i >= 0; i--) {
       const entry = this.#history[i]!;
-      if (
+      const exact =
         entry.gold === loaded.gold &&
         entry.xp === loaded.xp &&
         entry.level === loaded.level &&
         entry.purchases === loaded.purchases &&
         entry.inventory === loaded.inventory.length &&
-        isDeepStrictEqual(loaded.inventory, last.inventory.slice(0, entry.inventory))
-      ) {
+        isDeepStrictEqual(loaded.inventory, last.inventory.slice(0, entry.inventory));
+      // Or this state with some of the requests whose replies were lost after it (the store may hold a state
+      // this player was never told: stored by the interval while those requests were being applied).
+      const base: Player = {
+        gold: entry.gold,
+        xp: entry.xp,
+        level: entry.level,
+        purchases: entry.purchases,
+        inventory: last.inventory.slice(0, entry.inventory),
+      };
+      if (exact || (entry.unknownAfter !== undefined && explainedBy(base, entry.unknownAfter, loaded))) {
         const lost = this.#history.length - 1 - i;
         if (lost > 0) {
           this.counters.lostActions += lost;

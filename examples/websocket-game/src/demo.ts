@@ -734,8 +734,8 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   if (options.adversarial > 0) {
     say(
       `  adversarial  ${fmt(adversarialBots.tricks)} tricks; refused: ${fmt(bots.rateLimited)} requests over the rate limit (RATE_LIMITED), ` +
-        `${count(bots.closedFlood, 'connection')} cut off for flooding (1008), ${fmt(stats?.cancelled ?? 0)} requests dropped unapplied ` +
-        `after their connection closed or was replaced, ${fmt(stats?.closed.replaced ?? 0)} connections replaced (4000); ` +
+        `${count(bots.closedFlood, 'connection')} cut off for flooding (1008), ${fmt((stats?.cancelled ?? 0) + (crashedStats?.cancelled ?? 0))} requests dropped unapplied ` +
+        `after their connection closed or was replaced, ${fmt((stats?.closed.replaced ?? 0) + (crashedStats?.closed.replaced ?? 0))} connections replaced (4000); ` +
         `${bots.mismatches} states unexplained`,
     );
   }
