@@ -598,7 +598,10 @@ export class Bot {
   #lost(requests: Request[]): void {
     this.#unknown.push(...requests);
     const last = this.#history.at(-1);
-    if (last !== undefined) (last.unknownAfter ??= []).push(...requests);
+    if (last !== undefined) {
+      last.unknownAfter ??= [];
+      last.unknownAfter.push(...requests);
+    }
     for (const request of requests) if (request.t === 'buy') this.#unconfirmed.set(request.key, request.item);
   }
 
