@@ -286,7 +286,9 @@ export class Bot {
     if (this.#outOfSync) return this.#refresh();
     if (this.#unconfirmed.size > 0 && this.#options.random() < 0.5) return this.#retryPurchase();
     const roll = this.#options.random();
-    const trickChance = this.kind === 'player' ? 0 : this.#options.trickChance;
+    // An adversarial bot's first move is a trick, so that every kind shows up in every run, however short.
+    const trickChance =
+      this.kind === 'player' ? 0 : this.counters.tricks === 0 ? 1 : this.#options.trickChance;
     if (roll < trickChance) return this.#trick(deadline);
     if (roll < trickChance + this.#options.disconnectChance) return this.#dropAndReturn(deadline);
     return this.#act();
@@ -497,16 +499,14 @@ export class Bot {
     for (const request of requests) if (request.t === 'buy') this.#knownKeys.add(request.key);
     const socket = (link.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
     socket.cork();
-    const replies = requests.map((request) =>
-      this.#send(link, request).then(
-        (reply) => this.#count(request, reply),
-        (error: unknown) => {
-          if (!(error instanceof LinkLost)) throw error;
-        },
-      ),
-    );
+    const replies = this.#sendAll(link, requests);
     socket.uncork();
-    await Promise.all(replies);
+    const unanswered = await replies;
+    if (unanswered.length > 0 && link.closeCode !== CLOSE_CODES.POLICY) {
+      // Not the server's cut-off (a crash, say): what had no answer may have been applied.
+      this.#lost(unanswered);
+      return;
+    }
     // Back off, as a client told RATE_LIMITED should.
     // (Not past the end of the run: the copy is exact either way, the check below is only a check.)
     await pause(Math.min(this.#between(1000, 2000), Math.max(200, deadline - performance.now())));
@@ -520,6 +520,25 @@ export class Bot {
     await this.#loginWithRetry(this.#token, deadline, { expectSame: true });
   }
 
+  /** Sends every request (pipelined) and counts the replies; resolves with those left unanswered, in order. */
+  async #sendAll(link: Link, requests: readonly Request[]): Promise<Request[]> {
+    const answered = await Promise.all(
+      requests.map((request) =>
+        this.#send(link, request).then(
+          (reply) => {
+            this.#count(request, reply);
+            return true;
+          },
+          (error: unknown) => {
+            if (!(error instanceof LinkLost)) throw error;
+            return false;
+          },
+        ),
+      ),
+    );
+    return requests.filter((_, i) => !answered[i]);
+  }
+
   /** Stops reading for a while with requests outstanding, then reads everything: all replies, in order. */
   async #readSlowly(deadline: number): Promise<void> {
     const link = this.#currentLink();
@@ -527,18 +546,12 @@ export class Bot {
     const requests: Request[] = [];
     for (let i = this.#between(5, 15); i > 0; i--)
       requests.push(i % 3 === 0 ? { t: 'state' } : { t: 'mine' });
-    const replies = requests.map((request) =>
-      this.#send(link, request).then(
-        (reply) => this.#count(request, reply),
-        (error: unknown) => {
-          if (!(error instanceof LinkLost)) throw error;
-        },
-      ),
-    );
+    const replies = this.#sendAll(link, requests);
     await pause(Math.min(this.#between(500, 1500), Math.max(100, deadline - performance.now())));
     link.ws.resume();
-    await Promise.all(replies);
-    if (link.ws.readyState === WebSocket.OPEN) await this.#checkedRefresh();
+    const unanswered = await replies;
+    if (unanswered.length > 0) this.#lost(unanswered);
+    else if (link.ws.readyState === WebSocket.OPEN) await this.#checkedRefresh();
   }
 
   /** Two connections log in at the same moment; the later login wins and the other is closed (4000). */

@@ -411,7 +411,9 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
     | undefined;
   let crashedStats: ServerStats | undefined;
   let killedAt = 0;
-  let outage: Omit<OutageSummary, 'notStored' | 'storeUnavailable' | 'lostAcknowledgedPurchases'> | undefined;
+  let outage:
+    | Omit<OutageSummary, 'notStored' | 'storeUnavailable' | 'failedWrites' | 'lostAcknowledgedPurchases'>
+    | undefined;
   if (options.mode === 'crash') {
     events.push(
       (async () => {
@@ -443,8 +445,6 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
         const startAt = outageStart(options);
         await sleep(startAt);
         if (interruptedAt !== undefined) return;
-        const before = await fetchStats(server.port);
-        const failedBefore = before?.stats.failed ?? 0;
         const begun = performance.now();
         if (proxied !== undefined) {
           if (options.outageKind === 'refuse') proxied.proxy.refuse();
@@ -465,11 +465,9 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
         // Recovered: the server has stored again since the store came back, and has nothing left to retry.
         const writtenAtHeal = (await fetchStats(server.port))?.stats.written ?? 0;
         let recoveryMs: number | undefined;
-        let failedAfter = failedBefore;
         for (let i = 0; i < 300; i++) {
           const now = await fetchStats(server.port);
           if (now !== undefined) {
-            failedAfter = now.stats.failed;
             const storedAgain = now.stats.written > writtenAtHeal || now.stats.dirty === 0;
             if (storedAgain && now.stats.retrying === 0) {
               recoveryMs = performance.now() - healed;
@@ -483,7 +481,6 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
           how: outageHow,
           startedAtMs: begun - started,
           durationMs: healed - begun,
-          failedWrites: failedAfter - failedBefore,
           recoveryMs,
         };
         out.write(
@@ -620,6 +617,8 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
           ...outage,
           notStored: bots.notStored,
           storeUnavailable: bots.storeUnavailable,
+          // Nothing fails outside the outage: the run's failed writes are the outage's.
+          failedWrites: stats?.failed ?? 0,
           lostAcknowledgedPurchases: bots.lostPurchases + missing,
         };
   const serverPeakBytes = Math.max(live.serverPeakBytes ?? 0, exit.maxRssBytes ?? 0) || undefined;

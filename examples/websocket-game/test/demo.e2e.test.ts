@@ -66,7 +66,7 @@ async function demo(kind: StoreKind, mode: Mode, dataDir: string, namespace: str
     [
       `--store=${kind}`,
       `--players=${PLAYERS}`,
-      `--duration=${mode === 'outage' ? '5s' : mode === 'crash' ? '4s' : '3s'}`,
+      `--duration=${mode === 'graceful' ? '3s' : mode === 'crash' ? '4s' : '5s'}`,
       ...(mode === 'graceful' ? [] : [`--${mode}`]),
       ...(mode === 'outage' ? ['--outage-duration=2s'] : []),
       `--data-dir=${dataDir}`,
@@ -99,7 +99,7 @@ function expectClean(summary: Summary, output: string) {
   // The run did real work: without actions and purchases a zero-difference check would prove nothing.
   expect(summary.bots.actions).toBeGreaterThan(PLAYERS);
   expect(summary.acknowledgedPurchases).toBeGreaterThan(0);
-  expect(summary.server.written).toBeGreaterThanOrEqual(1);
+  expect(Object.values(summary.writes).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
   expect(summary.adversarialBots.tricks, output).toBeGreaterThan(0);
   expect(Object.keys(summary.writes).sort()).toEqual([
     'interval',
@@ -127,8 +127,8 @@ function expectOutage(summary: Summary, output: string) {
   expectClean(summary, output);
   const outage = summary.outage!;
   expect(outage, output).toBeDefined();
-  expect(outage.notStored + outage.storeUnavailable, output).toBeGreaterThan(0);
-  expect(outage.failedWrites).toBeGreaterThan(0);
+  expect(outage.notStored + outage.storeUnavailable, `refusals; ${output}`).toBeGreaterThan(0);
+  expect(outage.failedWrites, `failed writes; ${output}`).toBeGreaterThan(0);
   expect(outage.recoveryMs).toBeTypeOf('number');
   expect(outage.lostAcknowledgedPurchases).toBe(0);
   expect(output).toContain('NOT_STORED');
@@ -141,12 +141,10 @@ function expectReturning(summary: Summary) {
 }
 
 describe('pnpm demo, end to end', () => {
-  it('on memory: graceful, then --outage (every store call fails inside the server for a while)', async () => {
+  it('on memory: --outage (every store call fails inside the server for a while)', async () => {
     const env = storeEnv('memory', 'demo on memory')!;
     const tmp = temporaryDir('demo-memory');
     cleanups.push(tmp.remove);
-    const graceful = await demo('memory', 'graceful', tmp.dir, 'game', env);
-    expectClean(graceful.summary, graceful.output);
     const outage = await demo('memory', 'outage', tmp.dir, 'game', env);
     expectOutage(outage.summary, outage.output);
   });
