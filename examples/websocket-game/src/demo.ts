@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { userKey } from '@cagey-sessions/core';
 import type { FaultProxy } from '@cagey-sessions/fault-proxy';
+import { authToken } from './auth.js';
 import { ADVERSARIAL_KINDS, type BotCounters, type BotFleet, type BotKind, startBots } from './bots.js';
 import { parseDuration, parseInteger, UsageError } from './cli.js';
 import type { Player } from './game.js';
@@ -353,9 +354,9 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   }
   const firstServer = server;
   say(`  store   ${server.location}`);
-  say(
-    `  server  ${server.url} (pid ${server.child.pid}, log ${logFile}); play in a browser at http://127.0.0.1:${server.port}/`,
-  );
+  say(`  server  ${server.url} (pid ${server.child.pid}, log ${logFile})`);
+  // The server requires a login token; this link carries one for a player of your own beside the bots.
+  say(`  browser http://127.0.0.1:${server.port}/#user=visitor&auth=${authToken(authSecret, 'visitor')}`);
   say(`          started in ${seconds(server.startupMs)} (opening the store ${seconds(server.openStoreMs)})`);
   const kinds: Partial<Record<BotKind, number>> = {};
   for (let i = 0; i < options.adversarial; i++) {
