@@ -191,6 +191,8 @@ export class Bot {
   readonly acknowledged: OwnedItem[] = [];
   /** When the oldest action this player lost (acknowledged, then gone from the store after a crash) was told. */
   lostSince: number | undefined;
+  /** The last loss, described. */
+  lastLoss: string | undefined;
   /** The server said it is shutting down (to this bot or, through `shared`, to any bot of the fleet). */
   get serverGone(): boolean {
     return this.#shared.serverGone;
@@ -217,6 +219,12 @@ export class Bot {
   #outOfSync = false;
   /** Requests whose reply was lost with the connection (their fate is unknown). */
   #unknown: Request[] = [];
+  /**
+   * Requests of unknown fate that a later state did not show. After a crash they can still land: the killed
+   * server's writes in flight reach the store after the restart (version fencing then refuses the newer
+   * server's stale write, and the player is loaded again). Kept for a minute.
+   */
+  #uncertain: { at: number; request: Request }[] = [];
   #history: HistoryEntry[] = [];
 
   constructor(options: BotOptions) {
@@ -683,16 +691,21 @@ export class Bot {
       else if (check.withToken === true) this.counters.reloaded++;
       this.#checkInvariants(loaded, keys);
       if (!isDeepStrictEqual(loaded, previous.state)) {
+        const now = performance.now();
+        this.#uncertain = this.#uncertain.filter((entry) => entry.at > now - 60_000);
+        const uncertain = welcome.resumed ? [] : this.#uncertain.map((entry) => entry.request);
         const explained =
           (check.allowUnknown === true &&
             unknown.length > 0 &&
             explainedBy(previous.state, unknown, loaded)) ||
-          false;
+          (uncertain.length > 0 && explainedBy(previous.state, [...uncertain, ...unknown], loaded));
         if (!explained) {
           // Not resumed: the data came from the store. Older than what this player was told means the server
           // lost unacknowledged play (a crash); the demo fails any such loss in a run without one.
           if (!welcome.resumed) {
             this.#measureLoss(loaded, previous.state);
+            if (this.lastLoss !== undefined && !this.lastLoss.includes(' at '))
+              this.lastLoss += ` at ${new Date().toISOString()} (login with${check.withToken ? '' : 'out'} a token, ${check.unexpected ? 'after a lost connection' : 'after leaving'})`;
           } else {
             this.counters.mismatches++;
             this.lastError = `login state differs: had ${JSON.stringify(previous.state)}, got ${JSON.stringify(loaded)}`;
@@ -705,9 +718,12 @@ export class Bot {
     this.#view = { v: welcome.v, state: structuredClone(loaded) };
     this.#outOfSync = false;
     this.#remember();
-    // Requests whose fate was unknown: purchases that are now in the state get confirmed by their key.
+    // Requests whose fate was unknown: purchases that are now in the state get confirmed by their key; the
+    // others are not retried, but may still show up later (see #uncertain).
     for (const request of unknown) {
-      if (request.t === 'buy' && !keys.includes(request.key)) this.#unconfirmed.delete(request.key);
+      if (request.t === 'buy' && keys.includes(request.key)) continue;
+      if (request.t === 'buy') this.#unconfirmed.delete(request.key);
+      this.#uncertain.push({ at: performance.now(), request });
     }
   }
 
@@ -757,6 +773,7 @@ export class Bot {
         if (lost > 0) {
           this.counters.lostActions += lost;
           this.counters.lostPlayers++;
+          this.lastLoss = `${lost} actions: told ${JSON.stringify(last)}, the store had ${JSON.stringify(loaded)}`;
           this.lostSince = Math.min(this.lostSince ?? Number.POSITIVE_INFINITY, this.#history[i + 1]!.at);
         }
         return;

@@ -129,7 +129,7 @@ export interface GameServerOptions {
 }
 
 /** Why a write reached the store, by what the server was doing when it was stored. */
-export type WriteCause = 'purchase' | 'interval' | 'logout' | 'takeover' | 'shutdown';
+export type WriteCause = 'purchase' | 'interval' | 'logout' | 'shutdown';
 
 export interface ServerStats {
   /** Open connections, logged in or not. */
@@ -147,8 +147,10 @@ export interface ServerStats {
   written: number;
   /** How long the last interval flush took (ms). */
   lastFlushMs: number;
+  /** Interval ticks skipped because a flush was still running: the store is not keeping up. */
+  skippedTicks: number;
   /** `written` by cause: a purchase's `persistNow()`, the interval (and its retries), a session ending after
-   * its grace period, a takeover by a newer login, shutdown. */
+   * its grace period, shutdown. */
   writes: Record<WriteCause, number>;
   failed: number;
   conflicts: number;
@@ -160,9 +162,12 @@ export interface ServerStats {
   logins: number;
   /** Reconnects within the grace period that resumed their session. */
   resumed: number;
-  /** Logins that replaced a live session of the same player (another connection). */
+  /** Logins without the token that took a live session of the same player over from another connection. */
   takeovers: number;
-  /** Sessions destroyed because their player did not come back within the grace period. */
+  /**
+   * Sessions ended because their player did not come back within the grace period (only once their data was
+   * stored: while the store is down, the session waits).
+   */
   expired: number;
   /** Requests answered with an error and not applied, by code. */
   refused: Partial<Record<ErrorCode, number>>;
@@ -334,7 +339,6 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     purchase: 0,
     interval: 0,
     logout: 0,
-    takeover: 0,
     shutdown: 0,
   };
   const refused: Partial<Record<ErrorCode, number>> = {};
@@ -448,7 +452,11 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     if (code === CLOSE_CODES.TOO_SLOW) setTimeout(() => conn.ws.terminate(), 1000).unref();
   }
 
-  function attach(session: Session<Player>, conn: Connection): void {
+  function attach(
+    session: Session<Player>,
+    conn: Connection,
+    reason = 'resumed on another connection',
+  ): void {
     clearTimeout(graceTimers.get(session));
     graceTimers.delete(session);
     const previous = session.get<Connection>(CONNECTION);
@@ -457,7 +465,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       previous.session = undefined;
       deactivate(previous);
       closed.replaced++;
-      previous.ws.close(CLOSE_CODES.REPLACED, 'resumed on another connection');
+      previous.ws.close(CLOSE_CODES.REPLACED, reason);
     }
     session.set(CONNECTION, conn);
     conn.session = session;
@@ -489,9 +497,26 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       if (userId === undefined) return;
       void exclusive(userKey(userId), async () => {
         if (session.isDestroyed || session.get(CONNECTION) !== undefined || closing) return;
-        counters.expired++;
         session.set(ENDING, 'logout');
-        // Persists because the persistence events include 'disconnect'; a failed write stays queued for retry.
+        try {
+          // The session is let go only once its data is stored: while the store is down the player stays
+          // here, so a login finds this session (with its unsaved changes) instead of older data in the store.
+          await session.persistNow();
+        } catch (error) {
+          session.set(ENDING, undefined);
+          if (!session.isDestroyed && session.get(CONNECTION) === undefined) disconnected(session);
+          log.warn?.(
+            { userId, err: error },
+            'could not store a player whose grace period ended; keeping the session',
+          );
+          return;
+        }
+        if (session.get(CONNECTION) !== undefined || closing) {
+          session.set(ENDING, undefined);
+          return;
+        }
+        counters.expired++;
+        // Nothing left to write; with 'disconnect' among the persistence events, a change since is written here.
         await session.destroy();
       }).catch((error) => log.error?.({ userId, err: error }, 'could not end an expired session'));
     }, graceMs);
@@ -549,13 +574,22 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
         }
       }
       const existing = manager.findByUserId(msg.userId);
-      if (existing !== undefined) {
-        // The newest login wins; the old session's data is stored (or kept queued) and carried over below.
+      if (existing !== undefined && !existing.isDestroyed && existing.userData !== undefined) {
+        // The newest login wins: the player's session moves to this connection, unsaved changes and all. Nothing
+        // is written or reloaded, so there are never two copies of the player to tell apart.
         counters.takeovers++;
-        detach(existing, CLOSE_CODES.REPLACED, 'logged in on another connection');
-        existing.set(ENDING, 'takeover');
-        await existing.destroy();
-        if (closing) return refuse(conn, msg.seq, 'SHUTTING_DOWN', 'the server is shutting down');
+        attach(existing, conn, 'logged in on another connection');
+        send(conn, {
+          t: 'welcome',
+          seq: msg.seq,
+          token: existing.key!,
+          resumed: false,
+          returning: (existing.version ?? 0) > 0,
+          v: versionOf(existing),
+          state: existing.userData,
+          limits: announced,
+        });
+        return;
       }
       const token = randomUUID();
       const session = await manager.create(token);
@@ -774,6 +808,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       retrying: m.retrying,
       written: m.written,
       lastFlushMs: m.lastFlushMs ?? 0,
+      skippedTicks: m.skippedTicks,
       writes: { ...writes },
       failed: m.failed,
       conflicts: m.conflicts,
