@@ -615,7 +615,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
       ? undefined
       : {
           ...crash,
-          returned: bots.crashReturns,
+          returned: fleet.bots.filter((bot) => bot.counters.crashReturns > 0).length,
           lostActions: bots.lostActions,
           lostPlayers: bots.lostPlayers,
           maxLostAgeMs: Math.max(
