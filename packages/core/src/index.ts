@@ -35,5 +35,19 @@ export {
   type SessionEvents,
   type SetUserOptions,
 } from './session.js';
-export type { PersistenceAdapter, SaveRecord, SaveResult, StoredUser, UserData, UserId } from './types.js';
+export type {
+  ClaimResult,
+  PersistenceAdapter,
+  Presence,
+  PresenceMessage,
+  RestoreRecord,
+  SaveRecord,
+  SaveResult,
+  ScannedUser,
+  ScanOptions,
+  ScanPage,
+  StoredUser,
+  UserData,
+  UserId,
+} from './types.js';
 export { checkUserData, MAX_USER_ID_BYTES, userKey } from './user-data.js';

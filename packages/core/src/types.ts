@@ -81,6 +81,116 @@ export interface PersistenceAdapter {
    */
   delete(userId: UserId, expectedVersion?: number): Promise<boolean>;
 
+  /**
+   * Optional: lists stored users a page at a time, in the store's own order (keyset on the primary key, `SCAN`
+   * per Redis node, `_id` ranges). Pass the returned `cursor` to get the next page; `cursor: undefined` means
+   * the listing is complete. Stable under concurrent writes: every user live for the whole listing is returned
+   * exactly once (Redis: at least once, see the adapter's README); users created or deleted during it may or may
+   * not appear; tombstones never do. `limit` is a hint: a page may hold fewer users (even none) before the end.
+   */
+  scan?(options?: ScanOptions): Promise<ScanPage>;
+
+  /**
+   * Optional: writes users with the versions they have elsewhere (migration, restore from an export). Each
+   * record is written, with exactly its `version`, only when the store holds nothing for the user or holds an
+   * older version (live or tombstone); otherwise its result is a conflict carrying the stored version (equal
+   * version: already there). One result per record, in order, like `save`.
+   */
+  restore?(records: readonly RestoreRecord[]): Promise<SaveResult[]>;
+
   /** Releases what the adapter itself opened. A client that was passed in stays open. */
   close(): Promise<void>;
 }
+
+export interface ScanOptions {
+  /** Where to go on: the `cursor` of the previous page; absent for the first page. */
+  cursor?: string | undefined;
+  /** How many users a page should hold at most (a hint; adapters document their default). */
+  limit?: number | undefined;
+}
+
+export interface ScanPage {
+  /** Users of this page with their data and version; `userId` in the stored (string) form, see `userKey`. */
+  users: ScannedUser[];
+  /** Opaque; pass it to the next `scan`. `undefined`: the listing is complete. */
+  cursor: string | undefined;
+}
+
+export interface ScannedUser extends StoredUser {
+  userId: string;
+}
+
+/** One user in a `restore` batch. */
+export interface RestoreRecord {
+  userId: UserId;
+  userData: object;
+  /** The version to store, a positive integer (the version the user has in the store it comes from). */
+  version: number;
+  /** As in `SaveRecord`: serialised `userData`, validated. */
+  json?: string | undefined;
+  /** As in `SaveRecord`: names the write attempt; stored with the record. */
+  writeId?: string | undefined;
+}
+
+/**
+ * Which node (game-server process) holds which user, across processes, and a way to reach a node. Core drives
+ * the protocol (claims, handoffs, renewals, kicks); a presence only keeps the records atomically in its engine
+ * and carries messages. Any presence works with any store adapter.
+ *
+ * The model: a node holds one lease for all its users (`join`, `renew`). A user's record names the node
+ * incarnation that holds it. A user held by a node whose lease expired is free: `claim` takes it over and says
+ * from whom (`previousOwner`), so the new holder fences the store before using the data.
+ */
+export interface Presence {
+  /** Short name used in errors and logs, e.g. `redis`. */
+  readonly name: string;
+
+  /**
+   * Starts a new incarnation of `nodeId` with a lease of `ttlMs` and delivers messages sent to `nodeId` to
+   * `onMessage` until `leave`. Users claimed by an earlier incarnation of the same `nodeId` count as held by a
+   * dead node. Resolves once messages are being delivered.
+   */
+  join(nodeId: string, ttlMs: number, onMessage: (message: PresenceMessage) => void): Promise<void>;
+
+  /**
+   * Extends the lease of the current incarnation of `nodeId` to `ttlMs` from now. Resolves `false` when the lease
+   * had already expired (or the node is unknown): its users may have been taken, and the node must `join` again.
+   */
+  renew(nodeId: string, ttlMs: number): Promise<boolean>;
+
+  /**
+   * Atomically makes `nodeId` (its current incarnation) hold `userId` when nobody holds it, it holds it already,
+   * or the holder's lease expired (`previousOwner` names that holder; also an earlier incarnation of `nodeId`).
+   * Otherwise resolves `{ acquired: false, owner }` and changes nothing.
+   */
+  claim(userId: string, nodeId: string): Promise<ClaimResult>;
+
+  /** Lets go of the users among `userIds` that `nodeId` (its current incarnation) holds; others are untouched. */
+  release(nodeId: string, userIds: readonly string[]): Promise<void>;
+
+  /** The node holding `userId` under a live lease, or `undefined`. */
+  locate(userId: string): Promise<string | undefined>;
+
+  /**
+   * Delivers `message` to `nodeId` if it is joined. Best effort: a message may be lost (core asks again and
+   * relies on leases), never delivered to another node, never altered.
+   */
+  send(nodeId: string, message: PresenceMessage): Promise<void>;
+
+  /** Ends the current incarnation of `nodeId`: its lease and message delivery. Idempotent. */
+  leave(nodeId: string): Promise<void>;
+
+  /** Releases what the presence itself opened. A client that was passed in stays open. */
+  close(): Promise<void>;
+}
+
+export type ClaimResult =
+  | { acquired: true; previousOwner?: string | undefined }
+  | { acquired: false; owner: string };
+
+/** What nodes tell each other. `userId` in the stored (string) form; `from` is the sender's node id. */
+export type PresenceMessage =
+  /** `from` wants `userId`: store its newest data, end its session, release it. */
+  | { type: 'release'; userId: string; from: string }
+  /** `from` released `userId` (or never held it). */
+  | { type: 'released'; userId: string; from: string };
