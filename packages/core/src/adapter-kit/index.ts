@@ -6,6 +6,19 @@
  */
 
 export { describeUserId } from '../errors.js';
+export type {
+  ClaimResult,
+  PersistenceAdapter,
+  Presence,
+  PresenceMessage,
+  RestoreRecord,
+  SaveRecord,
+  SaveResult,
+  ScannedUser,
+  ScanOptions,
+  ScanPage,
+  StoredUser,
+} from '../types.js';
 export {
   checkExpectedVersion,
   checkUserData,
@@ -28,16 +41,3 @@ export {
 export { passwordOfUrl, redactCredentials, redactError, wrapDriverError } from './redact.js';
 export { MAX_WRITE_ID_LENGTH, type PreparedRecord, saveBatch } from './save-batch.js';
 export { decideWrite, type StoredVersion, type WriteDecision } from './versions.js';
-export type {
-  ClaimResult,
-  PersistenceAdapter,
-  Presence,
-  PresenceMessage,
-  RestoreRecord,
-  SaveRecord,
-  SaveResult,
-  ScannedUser,
-  ScanOptions,
-  ScanPage,
-  StoredUser,
-} from '../types.js';
