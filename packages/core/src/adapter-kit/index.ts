@@ -2,7 +2,8 @@
  * `@cagey-sessions/core/adapter-kit`: what an adapter author needs so that a new adapter is its store's
  * translation and nothing else. Validation and batching of records (`saveBatch`), the version rules as one
  * decision (`decideWrite`), the client's lifecycle (`ClientLifecycle`), option parsing, chunking, and driver
- * errors wrapped without credentials. Game code imports the package root instead.
+ * errors wrapped without credentials; for the optional methods, `restoreBatch` with `decideRestore` (restore)
+ * and `parseScanOptions` with `encodeCursor` (scan). Game code imports the package root instead.
  */
 
 export { describeUserId } from '../errors.js';
@@ -27,6 +28,7 @@ export {
   serializeUserData,
   userKey,
 } from '../user-data.js';
+export { MAX_WRITE_ID_LENGTH } from './batch.js';
 export { chunkByCountAndSize } from './chunks.js';
 export { ClientLifecycle } from './lifecycle.js';
 export {
@@ -39,5 +41,7 @@ export {
   parsePositiveInteger,
 } from './options.js';
 export { passwordOfUrl, redactCredentials, redactError, wrapDriverError } from './redact.js';
-export { MAX_WRITE_ID_LENGTH, type PreparedRecord, saveBatch } from './save-batch.js';
-export { decideWrite, type StoredVersion, type WriteDecision } from './versions.js';
+export { checkRestoreVersion, type PreparedRestoreRecord, restoreBatch } from './restore-batch.js';
+export { type PreparedRecord, saveBatch } from './save-batch.js';
+export { encodeCursor, parseScanOptions, type ScanRequest } from './scan.js';
+export { decideRestore, decideWrite, type StoredVersion, type WriteDecision } from './versions.js';

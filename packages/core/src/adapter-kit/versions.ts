@@ -28,3 +28,18 @@ export function decideWrite(expectedVersion: number | undefined, stored: StoredV
   if (allowed) return { write: true, version: stored.version + 1 };
   return { write: false, currentVersion: current, currentWriteId: stored.live ? stored.writeId : undefined };
 }
+
+/**
+ * The rule of `restore` as one pure decision: write the record at exactly `version` when the store holds an
+ * older version of the user (live or a tombstone) or nothing; otherwise report a conflict, which, as for
+ * `save`, carries the live record's version and write id (0 and none when only a tombstone is left). A
+ * conflict with `currentVersion` equal to `version` means the record is already there.
+ */
+export function decideRestore(version: number, stored: StoredVersion): WriteDecision {
+  if (stored.version < version) return { write: true, version };
+  return {
+    write: false,
+    currentVersion: stored.live ? stored.version : 0,
+    currentWriteId: stored.live ? stored.writeId : undefined,
+  };
+}
