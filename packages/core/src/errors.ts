@@ -22,7 +22,9 @@ export type ErrorCode =
   | 'NO_WRITER'
   | 'SHUTDOWN_INCOMPLETE'
   | 'ADAPTER_ERROR'
-  | 'ADAPTER_CLOSED';
+  | 'ADAPTER_CLOSED'
+  | 'HANDOFF_TIMEOUT'
+  | 'PRESENCE_UNAVAILABLE';
 
 export interface CageySessionsErrorOptions {
   cause?: unknown;

@@ -28,6 +28,7 @@ export type {
   PersistenceOptions,
   SessionManagerOptions,
 } from './options.js';
+export type { KickInfo } from './presence.js';
 export {
   type IdentifiedUserData,
   type IdentifyOptions,

@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { publish, shutdownChannel } from './channels.js';
 import { callAdapter, Pacer, withTimeout } from './deadline.js';
 import {
-  type ConflictError,
+  ConflictError,
   describeUserId,
   PersistenceError,
   StateError,
@@ -16,10 +17,12 @@ import {
   type Logger,
   type ResolvedPersistenceOptions,
   resolvePersistenceOptions,
+  resolvePresenceOptions,
   type SessionManagerOptions,
 } from './options.js';
 import { PersistencePipeline, type PipelineHooks, type PipelineStats, type UserState } from './pipeline.js';
-import { Session, type SessionHost } from './session.js';
+import { type KickInfo, PresenceCoordinator } from './presence.js';
+import { markKicked, Session, type SessionHost } from './session.js';
 import type { PersistenceAdapter, StoredUser, UserData, UserId } from './types.js';
 import { userKey } from './user-data.js';
 
@@ -34,6 +37,8 @@ export interface SessionManagerEvents<T extends object = UserData> {
   persisted: [session: Session<T>, version: number | undefined];
   persistError: [session: Session<T>, error: Error];
   conflict: [session: Session<T>, error: ConflictError];
+  /** The user logged in on another node (or in another session here), or this node lost its lease. */
+  kicked: [session: Session<T>, info: KickInfo];
 }
 
 export interface SessionManagerStats extends PipelineStats {
@@ -53,6 +58,9 @@ export interface SessionManagerStats extends PipelineStats {
  */
 export class SessionManager<T extends object = UserData> extends AsyncEventEmitter<SessionManagerEvents<T>> {
   readonly adapter: PersistenceAdapter | undefined;
+  /** This node's id in the presence; undefined without a presence. */
+  readonly nodeId: string | undefined;
+  readonly #presence: PresenceCoordinator | undefined;
   readonly #log: Required<Logger>;
   readonly #options: ResolvedPersistenceOptions;
   readonly #pipeline: PersistencePipeline<Session<T>>;
@@ -73,6 +81,17 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
     this.#options = resolvePersistenceOptions(options.userData?.persistence, options.adapter);
     this.#pipeline = new PersistencePipeline(options.adapter, this.#options, this.#pipelineHooks(), this);
     this.#host = this.#sessionHost();
+    const presence = resolvePresenceOptions(options);
+    this.nodeId = presence?.nodeId;
+    this.#presence =
+      presence &&
+      new PresenceCoordinator(presence, {
+        log: this.#log,
+        callTimeout: this.#options.callTimeout,
+        evict: (key, info) => this.#evict(key, info),
+        whenSettled: (key) => this.#pipeline.whenSettled(key),
+        inUse: (key) => this.#byUser.has(key),
+      });
     if (this.#options.interval !== undefined) {
       // unref: the timer alone never keeps the process alive.
       this.#timer = setInterval(() => this.#tick(), this.#options.interval).unref();
@@ -117,6 +136,17 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
   /** The live session identified as `userId`, if any. */
   findByUserId(userId: UserId): Session<T> | undefined {
     return this.#byUser.get(userKey(userId));
+  }
+
+  /**
+   * The node that holds the user now (to route a message to them), or undefined when no node does. Without a
+   * presence: this process's `nodeId` (undefined) answers for local sessions only, so it resolves undefined.
+   */
+  async locate(userId: UserId): Promise<string | undefined> {
+    const key = userKey(userId);
+    if (this.#presence === undefined) return undefined;
+    if (this.#byUser.has(key)) return this.#presence.nodeId;
+    return this.#presence.locate(key);
   }
 
   /** The live sessions. */
@@ -203,6 +233,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
       }
     }
     this.#pipeline.close();
+    await this.#presence?.close();
     publish(shutdownChannel, () => ({
       manager: this,
       durationMs: performance.now() - started,
@@ -267,6 +298,18 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
       log: this.#log,
       emitForSession: (event, session, args) =>
         this.emitAsync(event as keyof SessionManagerEvents<T>, session, ...args),
+      acquireUser: async (session, key) => {
+        const presence = this.#presence;
+        if (presence === undefined) return undefined;
+        const holder = this.#byUser.get(key);
+        // One live session per user: a second login on this node ends the first, as one on another node would.
+        if (holder !== undefined && holder !== session) {
+          await this.#kick(holder, { reason: 'login-elsewhere', nodeId: presence.nodeId });
+        }
+        return presence.acquire(key);
+      },
+      fencedLoad: adapter === undefined ? undefined : (userId) => this.#fencedLoad(adapter, userId),
+      kick: (session, info) => this.#kick(session, info),
       claimUser: (session, key) => {
         const holder = this.#byUser.get(key);
         if (holder !== undefined && holder !== session) {
@@ -279,6 +322,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
       },
       releaseUser: (session, key) => {
         if (this.#byUser.get(key) === session) this.#byUser.delete(key);
+        this.#presence?.releaseWhenSettled(key);
       },
       forget: (session) => {
         this.#sessions.delete(session);
@@ -288,6 +332,67 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
       willPersistUserDataOn: (eventName) => this.willPersistUserDataOn(eventName),
       manager: this,
     };
+  }
+
+  /** Emits `kicked` on the session and the manager (listeners close the connection), then destroys it. */
+  async #kick(session: Session<T>, info: KickInfo): Promise<void> {
+    if (!session.isDestroyed) {
+      markKicked(session);
+      this.#log.info({ userId: session.userId, ...info }, 'cagey-sessions: session kicked');
+      const emitted = [this.emitAsync('kicked', session, info), session.emitAsync('kicked', info)];
+      for (const outcome of await Promise.allSettled(emitted)) {
+        if (outcome.status === 'rejected') {
+          this.#log.error({ err: outcome.reason, event: 'kicked' }, 'cagey-sessions: event listener failed');
+        }
+      }
+    }
+    await session
+      .destroy(true)
+      .catch((error) =>
+        this.#log.error({ err: error, event: 'destroy' }, 'cagey-sessions: event listener failed'),
+      );
+  }
+
+  /** Presence handoff: ends this node's session of the user and waits until its newest data is stored. */
+  async #evict(key: string, info: KickInfo): Promise<void> {
+    const session = this.#byUser.get(key);
+    if (session !== undefined) await this.#kick(session, info);
+    await this.#pipeline.whenSettled(key);
+  }
+
+  /**
+   * Loads a user taken over from a node whose lease expired, and fences that node off: the data is written
+   * back unchanged, so the version moves on and any write the old node still sends (based on the version it
+   * had) is refused as a conflict. A write of the old node that landed first is read again and kept.
+   */
+  async #fencedLoad(adapter: PersistenceAdapter, userId: UserId): Promise<StoredUser | undefined> {
+    const load = this.#host.load!;
+    for (let attempt = 1; ; attempt++) {
+      const stored = await load(userId);
+      if (stored === undefined) return undefined;
+      const record = {
+        userId,
+        userData: stored.userData,
+        expectedVersion: stored.version,
+        writeId: `fence.${randomBytes(9).toString('base64url')}`,
+      };
+      const results = await callAdapter(adapter.name, 'save', this.#options.callTimeout, () =>
+        adapter.save([record]),
+      );
+      const result = Array.isArray(results) ? results[0] : undefined;
+      if (result?.status === 'ok' && Number.isSafeInteger(result.version)) {
+        return { userData: stored.userData, version: result.version };
+      }
+      if (result?.status === 'conflict') {
+        if (attempt < 5) continue;
+        throw new ConflictError(userId, stored.version, result.currentVersion);
+      }
+      if (result?.status === 'error') throw result.error;
+      throw new PersistenceError(
+        'ADAPTER_CONTRACT',
+        `Adapter "${adapter.name}" broke the PersistenceAdapter contract: save() did not resolve one result per record.`,
+      );
+    }
   }
 
   #pipelineHooks(): PipelineHooks<Session<T>> {
@@ -344,7 +449,7 @@ export function create<T extends object = UserData>(
   options: Omit<SessionManagerOptions, 'log' | 'adapter'> = {},
 ): SessionManager<T> {
   checkKeys('apis', apis, ['log', 'adapter']);
-  checkKeys('options', options, ['userData']);
+  checkKeys('options', options, ['userData', 'presence', 'nodeId', 'leaseTtl', 'handoffTimeout']);
   return new SessionManager<T>({ ...options, log: apis.log, adapter: apis.adapter });
 }
 

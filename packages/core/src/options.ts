@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import ms from 'ms';
 import type { DirtyTracking } from './dirty-tracker.js';
 import { ValidationError } from './errors.js';
-import type { PersistenceAdapter } from './types.js';
+import type { PersistenceAdapter, Presence } from './types.js';
 
 /**
  * A unit of an `ms` duration string, in any case: `ms`, `s`, `sec`, `secs`, `second(s)`, `m`, `min(s)`,
@@ -104,6 +105,30 @@ export interface SessionManagerOptions {
   adapter?: PersistenceAdapter | undefined;
   log?: Logger | undefined;
   userData?: { persistence?: PersistenceOptions };
+  /**
+   * Makes this manager one node of several sharing a store: one live session per user across all of them
+   * (`RedisPresence`, `PostgresPresence`, `MemoryPresence`). See "Several game-server processes" in the README.
+   */
+  presence?: Presence | undefined;
+  /** This node's name in the presence (1-128 characters of `[A-Za-z0-9._:-]`). Default: random, logged. */
+  nodeId?: string | undefined;
+  /**
+   * How long this node's hold on its users outlives its last renewal (renewed every third of it). A node that
+   * crashed or is cut off loses its users this long after its last renewal, and not before. Default `'5s'`.
+   */
+  leaseTtl?: Duration | undefined;
+  /**
+   * How long `identify()` waits for another node to store and release the user before it rejects
+   * (HANDOFF_TIMEOUT). Default `'10s'`.
+   */
+  handoffTimeout?: Duration | undefined;
+}
+
+export interface ResolvedPresenceOptions {
+  presence: Presence;
+  nodeId: string;
+  leaseTtl: number;
+  handoffTimeout: number;
 }
 
 export interface ResolvedPersistenceOptions {
@@ -164,7 +189,7 @@ export function checkManagerOptions(options: unknown): asserts options is Sessio
   if (typeof options !== 'object' || options === null) {
     throw new ValidationError('INVALID_OPTIONS', 'Invalid options: expected an object.');
   }
-  checkKeys('options', options, ['adapter', 'log', 'userData']);
+  checkKeys('options', options, MANAGER_KEYS);
   const { adapter, log, userData } = options as SessionManagerOptions;
   if (userData !== undefined) checkKeys('userData', userData, ['persistence']);
   if (log !== undefined && (typeof log !== 'object' || log === null)) {
@@ -173,20 +198,55 @@ export function checkManagerOptions(options: unknown): asserts options is Sessio
   if (adapter !== undefined) checkAdapter(adapter);
 }
 
+const MANAGER_KEYS = ['adapter', 'log', 'userData', 'presence', 'nodeId', 'leaseTtl', 'handoffTimeout'];
+
+/** The presence options, checked; `undefined` without a presence (then the other three must be absent). */
+export function resolvePresenceOptions(options: SessionManagerOptions): ResolvedPresenceOptions | undefined {
+  const { presence, nodeId, leaseTtl, handoffTimeout } = options;
+  if (presence === undefined) {
+    const stray = (['nodeId', 'leaseTtl', 'handoffTimeout'] as const).find((k) => options[k] !== undefined);
+    if (stray !== undefined) {
+      throw new ValidationError('INVALID_OPTIONS', `Invalid option ${stray}: it needs the presence option.`);
+    }
+    return undefined;
+  }
+  checkMethods('presence', presence, PRESENCE_METHODS, 'new RedisPresence({ ... })');
+  if (nodeId !== undefined && !(typeof nodeId === 'string' && NODE_ID.test(nodeId))) {
+    throw optionError('nodeId', nodeId, '1-128 characters of A-Z a-z 0-9 . _ : -');
+  }
+  const ttl = duration('leaseTtl', leaseTtl ?? '5s');
+  if (ttl < 100) throw optionError('leaseTtl', leaseTtl, 'at least 100 ms');
+  return {
+    presence,
+    nodeId: nodeId ?? `node-${randomBytes(6).toString('hex')}`,
+    leaseTtl: ttl,
+    handoffTimeout: duration('handoffTimeout', handoffTimeout ?? '10s'),
+  };
+}
+
+const NODE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const PRESENCE_METHODS = ['join', 'renew', 'claim', 'release', 'locate', 'send', 'leave', 'close'] as const;
+
 const ADAPTER_METHODS = ['load', 'save', 'delete', 'close'] as const;
 
-function checkAdapter(adapter: unknown): void {
+function checkMethods(name: string, value: unknown, methods: readonly string[], example: string): void {
   const missing =
-    typeof adapter === 'object' && adapter !== null
-      ? ADAPTER_METHODS.filter((method) => typeof (adapter as Record<string, unknown>)[method] !== 'function')
-      : ADAPTER_METHODS;
+    typeof value === 'object' && value !== null
+      ? methods.filter((method) => typeof (value as Record<string, unknown>)[method] !== 'function')
+      : methods;
   if (missing.length > 0) {
+    const contract = name === 'adapter' ? 'a PersistenceAdapter' : 'a Presence';
     throw new ValidationError(
       'INVALID_OPTIONS',
-      `Invalid option adapter: a PersistenceAdapter needs the methods ${ADAPTER_METHODS.join(', ')}; ` +
-        `missing ${missing.join(', ')}. Pass an adapter instance such as new PostgresAdapter({ ... }).`,
+      `Invalid option ${name}: ${contract} needs the methods ${methods.join(', ')}; ` +
+        `missing ${missing.join(', ')}. Pass an instance such as ${example}.`,
     );
   }
+}
+
+function checkAdapter(adapter: unknown): void {
+  checkMethods('adapter', adapter, ADAPTER_METHODS, 'new PostgresAdapter({ ... })');
   const batch = (adapter as { maxBatchSize?: unknown }).maxBatchSize;
   if (batch !== undefined && !(typeof batch === 'number' && Number.isSafeInteger(batch) && batch > 0)) {
     throw optionError('adapter.maxBatchSize', batch, 'a positive integer or nothing');

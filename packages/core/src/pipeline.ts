@@ -41,6 +41,8 @@ export class PersistencePipeline<Owner> {
   /** Held while a caller awaits a write or a drain, so the process does not exit under it. */
   readonly keepAlive = new KeepAlive();
   readonly #users = new Map<string, UserState<Owner>>();
+  /** Callers of `whenSettled`, by user key. */
+  readonly #settleWaiters = new Map<string, Set<() => void>>();
   readonly #dirty: DirtyTracker<Owner>;
   readonly #queue: WriteQueue<Owner>;
   readonly #options: ResolvedPersistenceOptions;
@@ -73,7 +75,10 @@ export class PersistencePipeline<Owner> {
         }
         hooks.persisted(state);
       },
-      settled: (state) => this.#forgetIfSettled(state),
+      settled: (state) => {
+        this.#forgetIfSettled(state);
+        this.#notifySettled(state.key);
+      },
     });
   }
 
@@ -117,6 +122,7 @@ export class PersistencePipeline<Owner> {
       this.#queue.rebase(state, version);
     }
     this.#dirty.bound(state, { stored });
+    this.#notifySettled(key);
     return state;
   }
 
@@ -146,6 +152,7 @@ export class PersistencePipeline<Owner> {
     // Claimed, so that nothing forgets it while the store is read.
     state.owner = owner;
     state.orphan = false;
+    this.#notifySettled(key);
     const adopted = { kind: 'adopted', state } as const;
     if (load === undefined || state.write.version === undefined) return adopted;
     let stored: StoredUser | undefined;
@@ -162,6 +169,32 @@ export class PersistencePipeline<Owner> {
     }
     this.#drop(state);
     return { kind: 'stale', loaded: true, stored };
+  }
+
+  /**
+   * Resolves once this process holds nothing more to write for the user: no data held, data bound to a live
+   * session again (a reconnect took it over), or a destroyed session's data that retrying cannot store (a
+   * conflict, a permanent error). Another node may then take the user over.
+   */
+  whenSettled(key: string): Promise<void> {
+    if (this.#isSettled(key)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiters = this.#settleWaiters.get(key) ?? new Set();
+      this.#settleWaiters.set(key, waiters);
+      waiters.add(resolve);
+    });
+  }
+
+  #isSettled(key: string): boolean {
+    const state = this.#users.get(key);
+    return state === undefined || !state.orphan || state.dropped || this.#queue.isStuck(state);
+  }
+
+  #notifySettled(key: string): void {
+    const waiters = this.#settleWaiters.get(key);
+    if (waiters === undefined || !this.#isSettled(key)) return;
+    this.#settleWaiters.delete(key);
+    for (const resolve of waiters) resolve();
   }
 
   /** Replaces the user's data with the store's (after a conflict): writing resumes from `version`. */
@@ -375,5 +408,6 @@ export class PersistencePipeline<Owner> {
     this.#queue.forget(state);
     this.#dirty.forget(state);
     if (this.#users.get(state.key) === state) this.#users.delete(state.key);
+    this.#notifySettled(state.key);
   }
 }

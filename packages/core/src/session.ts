@@ -3,8 +3,17 @@ import { type ConflictError, describeUserId, StateError } from './errors.js';
 import { AsyncEventEmitter } from './events.js';
 import type { Logger } from './options.js';
 import type { PersistencePipeline, UserState } from './pipeline.js';
+import type { Acquired, KickInfo } from './presence.js';
 import type { PersistenceAdapter, StoredUser, UserData, UserId } from './types.js';
 import { checkExpectedVersion, checkUserData, userKey } from './user-data.js';
+
+/** Sessions being kicked: their destroy persists the data whatever its caller says (the next node needs it). */
+const kicked = new WeakSet<object>();
+
+/** Marks the session as kicked (see `kicked`); called by the manager before it emits `kicked`. */
+export function markKicked(session: object): void {
+  kicked.add(session);
+}
 
 /** Events a session emits; the manager emits the same ones with the session first. */
 export interface SessionEvents<T extends object = UserData> {
@@ -20,6 +29,12 @@ export interface SessionEvents<T extends object = UserData> {
   persistError: [error: Error];
   /** The store holds newer data written elsewhere; this session is not written again until `reload()`. */
   conflict: [error: ConflictError];
+  /**
+   * With a presence: the user logged in elsewhere (`info.nodeId`, this node's id for another session here), or
+   * this node lost its lease. Close the connection. The session is then destroyed with its data persisted,
+   * whatever the persistence events say, so the next node gets the newest data.
+   */
+  kicked: [info: KickInfo];
 }
 
 export interface SetUserOptions {
@@ -61,7 +76,17 @@ export interface SessionHost<T extends object> {
   >;
   readonly log: Required<Logger>;
   emitForSession(event: string, session: Session<T>, args: unknown[]): Promise<void> | undefined;
+  /**
+   * With a presence: ends another live session of the user here, then claims the user across nodes (waiting
+   * for the node holding it to store and release it). Without one: resolves undefined at once.
+   */
+  acquireUser(session: Session<T>, key: string): Promise<Acquired | undefined>;
+  /** `load`, and then a write of the same data so that the previous holder's late writes are refused. */
+  readonly fencedLoad: ((userId: UserId) => Promise<StoredUser | undefined>) | undefined;
+  /** Emits `kicked` and destroys the session with its data persisted. */
+  kick(session: Session<T>, info: KickInfo): Promise<void>;
   claimUser(session: Session<T>, key: string): void;
+  /** The session no longer has the user (or failed to get it): frees it here, and in the presence once stored. */
   releaseUser(session: Session<T>, key: string): void;
   forget(session: Session<T>): void;
   willPersistUserDataOn(eventName: string): boolean;
@@ -134,8 +159,18 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     checkUserData(userData);
     const version = checkExpectedVersion(options.version);
     this.#assertNoOtherUser(key);
-    this.#host.claimUser(this, key);
-    this.#state = this.#host.pipeline.bind(this, userId, key, userData, { version, stored: false });
+    const acquired = await this.#host.acquireUser(this, key);
+    try {
+      this.#assertAlive('setUser');
+      this.#assertNoOtherUser(key);
+      this.#host.claimUser(this, key);
+      this.#state = this.#host.pipeline.bind(this, userId, key, userData, { version, stored: false });
+    } catch (error) {
+      if (this.#state === undefined) this.#host.releaseUser(this, key);
+      throw error;
+    } finally {
+      this.#bound(acquired, key);
+    }
     await this.#emit('identified', [userId, userData]);
   }
 
@@ -174,8 +209,19 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
   }
 
   async #identify(userId: UserId, key: string, options: IdentifyOptions<T>): Promise<T> {
-    const { pipeline, load } = this.#host;
-    this.#host.claimUser(this, key);
+    const { pipeline, fencedLoad } = this.#host;
+    let load = this.#host.load;
+    const acquired = await this.#host.acquireUser(this, key);
+    try {
+      this.#assertAlive('identify');
+      this.#host.claimUser(this, key);
+    } catch (error) {
+      this.#bound(acquired, key);
+      this.#host.releaseUser(this, key);
+      throw error;
+    }
+    // Taken over from a node that stopped answering: its late writes must not land on top of this session's.
+    if (acquired?.previousOwner !== undefined && fencedLoad !== undefined) load = fencedLoad;
     try {
       const held = await pipeline.adoptOrphan(this, key, load && (() => load(userId)));
       // Destroyed while taking the data over: it stays held for retry, as the destroy would have left it.
@@ -206,6 +252,8 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     } catch (error) {
       if (this.#state === undefined) this.#host.releaseUser(this, key);
       throw error;
+    } finally {
+      this.#bound(acquired, key);
     }
     const userData = this.#state.userData as T;
     await this.#emit('identified', [userId, userData]);
@@ -273,7 +321,7 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
    * again returns the same promise.
    */
   destroy(persist: boolean = this.#host.willPersistUserDataOn('disconnect')): Promise<void> {
-    this.#destroying ??= this.#destroy(persist);
+    this.#destroying ??= this.#destroy(persist || kicked.has(this));
     return this.#destroying;
   }
 
@@ -301,6 +349,14 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
       listenerError ??= error;
     }
     if (listenerError !== undefined) throw listenerError;
+  }
+
+  /** The claim is settled; if this node lost the user meanwhile (its lease lapsed), the session is kicked. */
+  #bound(acquired: Acquired | undefined, key: string): void {
+    if (acquired === undefined || acquired.bound() || this.#state?.key !== key) return;
+    this.#host
+      .kick(this, { reason: 'lease-lost', nodeId: undefined })
+      .catch((error) => this.#host.log.error({ err: error }, 'cagey-sessions: kick failed'));
   }
 
   #emit(event: keyof SessionEvents<T> & string, args: unknown[]): Promise<void> | undefined {

@@ -11,3 +11,4 @@ export {
   type SaveObservation,
 } from './faulty.js';
 export { MemoryAdapter, type MemoryAdapterOptions, MemoryStore } from './memory.js';
+export { MemoryPresence, type MemoryPresenceOptions, PresenceHub } from './presence.js';
