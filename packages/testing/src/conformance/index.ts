@@ -3,6 +3,7 @@
  * needs vitest (>= 3); the package root (MemoryAdapter, FaultyAdapter) does not load it.
  */
 export type { Check, CheckContext } from './context.js';
+export { type PresenceConformanceOptions, runPresenceConformance } from './presence.js';
 export { checkConformance, conformanceChecks, runAdapterConformance } from './run.js';
 export {
   type CheckOutcome,
