@@ -20,6 +20,7 @@ export {
   ValidationError,
 } from './errors.js';
 export { create, SessionManager, type SessionManagerEvents, type SessionManagerStats } from './manager.js';
+export { MigratingAdapter, type MigratingAdapterOptions } from './migrating-adapter.js';
 export type {
   Duration,
   DurationString,
