@@ -15,6 +15,7 @@ export const CHANNELS = {
   retry: 'cagey-sessions:retry',
   conflict: 'cagey-sessions:conflict',
   shutdown: 'cagey-sessions:shutdown',
+  handoff: 'cagey-sessions:handoff',
 } as const;
 
 /** `cagey-sessions:flush` (tracing): one flush; `unsaved` is set when it ends. */
@@ -63,12 +64,26 @@ export interface ShutdownMessage {
   maybeStored: number;
 }
 
+/**
+ * `cagey-sessions:handoff`: with a presence, a claim that met another node: the holder handed the user over
+ * (`released`), its lease had expired (`expired`), or the claim gave up (`timeout`, `unavailable`).
+ * `durationMs` runs from the claim's start to its end; `from` is the node that held the user.
+ */
+export interface HandoffMessage {
+  manager: object;
+  userId: string;
+  from: string;
+  outcome: 'released' | 'expired' | 'timeout' | 'unavailable';
+  durationMs: number;
+}
+
 export const flushChannel = diagnostics.tracingChannel<object, FlushMessage>(CHANNELS.flush);
 export const batchChannel = diagnostics.tracingChannel<object, BatchMessage>(CHANNELS.batch);
 export const persistChannel = diagnostics.tracingChannel<object, PersistMessage>(CHANNELS.persist);
 export const retryChannel = diagnostics.channel(CHANNELS.retry);
 export const conflictChannel = diagnostics.channel(CHANNELS.conflict);
 export const shutdownChannel = diagnostics.channel(CHANNELS.shutdown);
+export const handoffChannel = diagnostics.channel(CHANNELS.handoff);
 
 /** Runs `work` traced on `channel` with `message`, or just runs it while nobody subscribes. */
 export function traced<T, M extends object>(

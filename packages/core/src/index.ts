@@ -3,6 +3,7 @@ export {
   CHANNELS,
   type ConflictMessage,
   type FlushMessage,
+  type HandoffMessage,
   type PersistMessage,
   type RetryMessage,
   type ShutdownMessage,

@@ -86,6 +86,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
     this.#presence =
       presence &&
       new PresenceCoordinator(presence, {
+        manager: this,
         log: this.#log,
         callTimeout: this.#options.callTimeout,
         evict: (key, info) => this.#evict(key, info),

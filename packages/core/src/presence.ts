@@ -1,3 +1,4 @@
+import { type HandoffMessage, handoffChannel, publish } from './channels.js';
 import { callAdapter, withTimeout } from './deadline.js';
 import { describeUserId, PersistenceError, toError } from './errors.js';
 import type { Logger, ResolvedPresenceOptions } from './options.js';
@@ -17,6 +18,8 @@ export interface KickInfo {
 
 /** What the coordinator needs from its manager. */
 export interface PresenceHost {
+  /** The manager, as instrumentation messages name it. */
+  readonly manager: object;
   readonly log: Required<Logger>;
   readonly callTimeout: number;
   /**
@@ -103,6 +106,18 @@ export class PresenceCoordinator {
   }
 
   async #acquire(key: string, deadline: number): Promise<Acquired> {
+    const started = performance.now();
+    const handoff = (from: string, outcome: HandoffMessage['outcome']) =>
+      publish(
+        handoffChannel,
+        (): HandoffMessage => ({
+          manager: this.#host.manager,
+          userId: key,
+          from,
+          outcome,
+          durationMs: performance.now() - started,
+        }),
+      );
     let lastError: Error | undefined;
     let askedAt = Number.NEGATIVE_INFINITY;
     let holder: string | undefined;
@@ -120,7 +135,13 @@ export class PresenceCoordinator {
         await this.#pause(Math.min(POLL_MS, deadline - performance.now()));
         continue;
       }
-      if (claimed.acquired) return this.#acquired(key, claimed.previousOwner);
+      if (claimed.acquired) {
+        const from = holder ?? claimed.previousOwner;
+        if (from !== undefined && from !== this.nodeId) {
+          handoff(from, claimed.previousOwner === undefined ? 'released' : 'expired');
+        }
+        return this.#acquired(key, claimed.previousOwner);
+      }
       holder = claimed.owner;
       if (performance.now() - askedAt >= ASK_AGAIN_MS) {
         askedAt = performance.now();
@@ -132,6 +153,7 @@ export class PresenceCoordinator {
       throw new PersistenceError('PRESENCE_UNAVAILABLE', 'The session manager is shutting down.');
     }
     if (lastError !== undefined || holder === undefined) {
+      if (holder !== undefined) handoff(holder, 'unavailable');
       throw new PersistenceError(
         'PRESENCE_UNAVAILABLE',
         `Could not claim user ${describeUserId(key)}: presence "${this.#presence.name}" did not answer within ` +
@@ -139,6 +161,7 @@ export class PresenceCoordinator {
         { cause: lastError },
       );
     }
+    handoff(holder, 'timeout');
     throw new PersistenceError(
       'HANDOFF_TIMEOUT',
       `User ${describeUserId(key)} is held by node ${holder}, which did not store and release it within ` +

@@ -2,6 +2,8 @@
  * Presence: one live session per user across nodes (managers sharing a PresenceHub behave like processes),
  * handoffs that carry the newest data, leases, fencing of a node that stopped answering, and shutdown.
  */
+
+import diagnostics from 'node:diagnostics_channel';
 import {
   FaultyAdapter,
   MemoryAdapter,
@@ -11,7 +13,9 @@ import {
 } from '@cagey-sessions/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  CHANNELS,
   ConflictError,
+  type HandoffMessage,
   type KickInfo,
   PersistenceError,
   type Session,
@@ -121,6 +125,33 @@ describe('handoff between nodes', () => {
     expect(store.peek('u1')).toEqual({ userData: { gold: 7 }, version: 2 });
   });
 
+  it('publishes each handoff on cagey-sessions:handoff, with who held the user and how it ended', async () => {
+    const { hub, node } = cluster();
+    const a = node('a');
+    const b = node('b');
+    const messages: HandoffMessage[] = [];
+    const listener = (message: unknown) => {
+      if ((message as HandoffMessage).manager === b.manager) messages.push(message as HandoffMessage);
+    };
+    diagnostics.subscribe(CHANNELS.handoff, listener);
+    try {
+      await a.login('u1');
+      await b.login('u1');
+      await a.login('u2');
+      a.presence.cut();
+      hub.expire('a');
+      await b.login('u2');
+      await b.login('fresh'); // nobody held it: no handoff
+    } finally {
+      diagnostics.unsubscribe(CHANNELS.handoff, listener);
+    }
+    expect(messages.map(({ userId, from, outcome }) => ({ userId, from, outcome }))).toEqual([
+      { userId: 'u1', from: 'a', outcome: 'released' },
+      { userId: 'u2', from: 'a', outcome: 'expired' },
+    ]);
+    for (const message of messages) expect(message.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
   it('emits kicked on the manager too, and persists even when the listener destroys without persisting', async () => {
     const { store, node } = cluster();
     const a = node('a');
@@ -181,7 +212,8 @@ describe('handoff between nodes', () => {
         if (n > 1) overlaps++;
       });
       manager.on('beforeDestroy', (session) => {
-        if (session.userId !== undefined) live.set(String(session.userId), live.get(String(session.userId))! - 1);
+        if (session.userId !== undefined)
+          live.set(String(session.userId), live.get(String(session.userId))! - 1);
       });
     }
     const acknowledged = new Map<string, number>();
@@ -288,7 +320,7 @@ describe('ownership', () => {
     expect(hub.records().size).toBe(0);
   });
 
-  it('keeps a destroyed session\'s user while its data is unsaved, and releases it once stored', async () => {
+  it("keeps a destroyed session's user while its data is unsaved, and releases it once stored", async () => {
     const { hub, node } = cluster();
     const a = node('a');
     const onA = await a.login('u1');
