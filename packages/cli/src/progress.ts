@@ -1,0 +1,99 @@
+import type { RunStats } from './stats.js';
+
+/** Where progress goes: stderr, a terminal or not. */
+export interface ProgressOutput {
+  write(text: string): void;
+  isTTY: boolean;
+  columns?: number | undefined;
+}
+
+/** How often the display refreshes: a bar on a terminal, a line every few seconds in a log. */
+const BAR_EVERY_MS = 200;
+const LINE_EVERY_MS = 5_000;
+const BAR_WIDTH = 24;
+
+/**
+ * Shows a run's progress while it goes: on a terminal one line redrawn in place with a bar (done/total, rate,
+ * ETA, conflicts, errors); otherwise a plain line every 5 s, fit for logs. The timer never keeps the process
+ * alive.
+ */
+export class Progress {
+  readonly #output: ProgressOutput;
+  readonly #stats: RunStats;
+  readonly #label: string;
+  readonly #timer: NodeJS.Timeout;
+  #drawn = false;
+  note = '';
+
+  constructor(label: string, stats: RunStats, output: ProgressOutput) {
+    this.#label = label;
+    this.#stats = stats;
+    this.#output = output;
+    this.#timer = setInterval(() => this.draw(), output.isTTY ? BAR_EVERY_MS : LINE_EVERY_MS);
+    this.#timer.unref();
+  }
+
+  draw(): void {
+    const line = this.#output.isTTY ? this.#bar() : this.#line();
+    if (this.#output.isTTY) {
+      this.#output.write(`\r\x1b[K${line.slice(0, (this.#output.columns ?? 120) - 1)}`);
+      this.#drawn = true;
+    } else {
+      this.#output.write(`${line}\n`);
+    }
+  }
+
+  /** Draws the final state and leaves the line. */
+  stop(): void {
+    clearInterval(this.#timer);
+    if (this.#output.isTTY) {
+      this.draw();
+      if (this.#drawn) this.#output.write('\n');
+    }
+  }
+
+  #bar(): string {
+    const stats = this.#stats;
+    const { total, done } = stats;
+    const fraction = total ? Math.min(1, done / total) : 0;
+    const filled = Math.round(fraction * BAR_WIDTH);
+    const bar =
+      total === undefined ? '·'.repeat(BAR_WIDTH) : `${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}`;
+    const count =
+      total === undefined ? `${n(done)}/…` : `${n(done)}/${n(total)} ${Math.floor(fraction * 100)}%`;
+    return [
+      `${this.#label} ${bar} ${count}`,
+      `${n(Math.round(stats.rate()))}/s`,
+      `ETA ${eta(stats)}`,
+      `conflicts ${n(stats.conflicts)}`,
+      `errors ${n(stats.errors)}`,
+      this.note,
+    ]
+      .filter(Boolean)
+      .join('  ');
+  }
+
+  #line(): string {
+    const stats = this.#stats;
+    const of =
+      stats.total === undefined
+        ? ''
+        : ` of ${stats.total} (${Math.floor((stats.done / Math.max(1, stats.total)) * 100)}%)`;
+    return (
+      `${this.#label}: ${stats.done} users${of}, ${Math.round(stats.rate())}/s, ETA ${eta(stats)}, ` +
+      `conflicts ${stats.conflicts}, errors ${stats.errors}${this.note ? `, ${this.note}` : ''}`
+    );
+  }
+}
+
+function n(value: number): string {
+  return value.toLocaleString('en-US');
+}
+
+function eta(stats: RunStats): string {
+  const rate = stats.rate();
+  if (stats.total === undefined || rate === 0) return '?';
+  const seconds = Math.max(0, Math.round((stats.total - stats.done) / rate));
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}:${String(seconds % 60).padStart(2, '0')}`;
+}
