@@ -80,3 +80,39 @@ describe('SIGTERM with `await manager.destroy()` in the handler', () => {
     expect(Object.fromEntries(stored)).toEqual({ ann: { gold: 7 }, bob: { gold: 7 }, cid: { gold: 7 } });
   }, 20_000);
 });
+
+describe('presence timers', () => {
+  function runFixture(presenceCase: string): Promise<{ code: number | null; stdout: string }> {
+    const fixture = fileURLToPath(new URL('./fixtures/presence-node.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
+      // The workspace's paths, so the fixture loads @cagey-sessions/testing from source like the tests do.
+      env: {
+        ...process.env,
+        PRESENCE_CASE: presenceCase,
+        TSX_TSCONFIG_PATH: fileURLToPath(new URL('../tsconfig.test.json', import.meta.url)),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    return new Promise((resolve) =>
+      child.once('exit', (code) => {
+        clearTimeout(killer);
+        resolve({ code, stdout });
+      }),
+    );
+  }
+
+  it('lease renewals never keep an idle process alive', async () => {
+    const { code, stdout } = await runFixture('idle');
+    expect(code).toBe(0);
+    expect(stdout.split('\n').filter(Boolean)).toEqual(['held', 'exited']);
+  });
+
+  it('a login waiting for a lease to expire keeps the process alive until it resolves', async () => {
+    const { code, stdout } = await runFixture('takeover');
+    expect(code).toBe(0);
+    expect(stdout.split('\n').filter(Boolean)).toEqual(['held', 'taken over {"gold":1} version 2', 'exited']);
+  });
+});
