@@ -39,7 +39,7 @@ export async function openPool(
  * pg ignores a `password` option next to a connection string (the string's empty password overrides it), so a
  * string `clientOptions.password` goes into the URL when the URL has no password of its own. The URL's wins.
  */
-function withPassword(url: string, password: unknown): string {
+export function withPassword(url: string, password: unknown): string {
   if (typeof password !== 'string' || password === '') return url;
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url);
   if (scheme === null) return url;

@@ -10,3 +10,11 @@ export {
   type PostgresClient,
   type PostgresPoolOptions,
 } from './options.js';
+export { createPostgresPresence, PostgresPresence } from './presence.js';
+export { MAX_NODE_ID_LENGTH } from './presence-messages.js';
+export {
+  type CreatePostgresPresenceOptions,
+  DEFAULT_PRESENCE_TABLE,
+  type PostgresPresenceBaseOptions,
+  type PostgresPresenceOptions,
+} from './presence-options.js';
