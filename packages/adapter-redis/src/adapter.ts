@@ -457,7 +457,7 @@ function describeKey(key: string): string {
 }
 
 /** Passwords given with a Cluster's startup nodes (objects with a password, or URLs). */
-function startupNodePasswords(client: Redis | Cluster): (string | undefined)[] {
+export function startupNodePasswords(client: Redis | Cluster): (string | undefined)[] {
   const nodes = (client as { startupNodes?: unknown }).startupNodes;
   if (!Array.isArray(nodes)) return [];
   return nodes.flatMap((node: unknown) =>

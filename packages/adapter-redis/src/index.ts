@@ -9,3 +9,12 @@ export {
   type RedisAdapterOptions,
   type RedisAdapterUrlOptions,
 } from './options.js';
+export { createRedisPresence, RedisPresence } from './presence.js';
+export {
+  type CreateRedisPresenceOptions,
+  DEFAULT_PRESENCE_PREFIX,
+  type RedisPresenceClientOptions,
+  type RedisPresenceCommonOptions,
+  type RedisPresenceOptions,
+  type RedisPresenceUrlOptions,
+} from './presence-options.js';

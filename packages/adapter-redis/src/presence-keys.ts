@@ -1,0 +1,78 @@
+import { ValidationError } from '@cagey-sessions/core';
+import { userKey } from '@cagey-sessions/core/adapter-kit';
+import { encodeUserKey, keyPrefixOf } from './keys.js';
+
+/** Longest node id the presence accepts, in characters. */
+export const MAX_NODE_ID_LENGTH = 128;
+/** An incarnation's token: 32 lowercase hex digits (128 random bits), so a token is never issued twice. */
+const TOKEN = /^[0-9a-f]{32}$/;
+const CONTROL_CHARACTERS = /\p{Cc}/u;
+
+/** Who holds a user: a node and the incarnation of it that claimed the user. */
+export interface Holder {
+  nodeId: string;
+  token: string;
+}
+
+/**
+ * Names of the presence's keys and channels, all below one prefix:
+ * - `<prefix>node:<node id>`: a node's lease, holding its current incarnation's token, with a TTL;
+ * - `<prefix>user:<user key>`: who holds a user, `<token>:<node id>`, without a TTL;
+ * - channel `<prefix>messages:<node id>`: messages to a node.
+ * Ids are percent-encoded as the adapter encodes user keys, so they never hold `:`, braces or spaces: a key
+ * names one kind and one id, and a `{hash tag}` cannot pin keys to one Cluster slot.
+ */
+export class PresenceKeys {
+  readonly #prefix: string;
+
+  constructor(prefix: string) {
+    this.#prefix = keyPrefixOf(prefix);
+  }
+
+  lease(nodeId: string): string {
+    return `${this.#prefix}node:${encodeUserKey(nodeId)}`;
+  }
+
+  user(userId: string): string {
+    return `${this.#prefix}user:${encodeUserKey(userKey(userId))}`;
+  }
+
+  channel(nodeId: string): string {
+    return `${this.#prefix}messages:${encodeUserKey(nodeId)}`;
+  }
+}
+
+/** A user record's value: the token first (fixed length), then the node id, which may hold anything. */
+export function encodeHolder({ token, nodeId }: Holder): string {
+  return `${token}:${nodeId}`;
+}
+
+/** The holder a user record names; `undefined` for a value the presence did not write. */
+export function parseHolder(value: string): Holder | undefined {
+  const token = value.slice(0, 32);
+  const nodeId = value.slice(33);
+  if (!TOKEN.test(token) || value[32] !== ':' || !isNodeId(nodeId)) return undefined;
+  return { token, nodeId };
+}
+
+function isNodeId(value: unknown): value is string {
+  return (
+    typeof value === 'string' &&
+    value.length > 0 &&
+    value.length <= MAX_NODE_ID_LENGTH &&
+    !CONTROL_CHARACTERS.test(value)
+  );
+}
+
+/**
+ * Throws INVALID_OPTIONS unless `nodeId` is 1 to 128 characters without control characters (it comes from the
+ * manager's `nodeId` option).
+ */
+export function checkNodeId(name: string, nodeId: unknown): string {
+  if (isNodeId(nodeId)) return nodeId;
+  const shown = typeof nodeId === 'string' ? JSON.stringify(nodeId.slice(0, 64)) : String(nodeId);
+  throw new ValidationError(
+    'INVALID_OPTIONS',
+    `[${name}] Invalid nodeId ${shown}: expected 1 to ${MAX_NODE_ID_LENGTH} characters without control characters.`,
+  );
+}
