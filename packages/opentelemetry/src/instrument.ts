@@ -21,6 +21,7 @@ import {
   CHANNELS,
   type ConflictMessage,
   count,
+  type HandoffMessage,
   type RetryMessage,
   type ShutdownMessage,
   type Traced,
@@ -182,6 +183,13 @@ export function instrument(manager: SessionManager<any>, options: InstrumentOpti
         ...userOf(message),
         [ATTRIBUTES.expectedVersion]: count(message.expectedVersion),
         [ATTRIBUTES.currentVersion]: count(message.currentVersion),
+      });
+    }),
+    subscribe<HandoffMessage>(CHANNELS.handoff, manager, (message) => {
+      const outcome = typeof message.outcome === 'string' ? message.outcome : 'unknown';
+      instruments.handoffDuration.record(count(message.durationMs) / 1000, {
+        ...base,
+        [ATTRIBUTES.handoffOutcome]: outcome,
       });
     }),
     subscribe<ShutdownMessage>(CHANNELS.shutdown, manager, (message) =>

@@ -8,6 +8,7 @@ import type { BatchMessage, FlushMessage, PersistMessage } from '@cagey-sessions
 export {
   CHANNELS,
   type ConflictMessage,
+  type HandoffMessage,
   type RetryMessage,
   type ShutdownMessage,
 } from '@cagey-sessions/core';

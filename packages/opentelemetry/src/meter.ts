@@ -33,6 +33,7 @@ export interface Instruments {
   persistDuration: Histogram;
   shutdownDuration: Histogram;
   shutdownUnsaved: Counter;
+  handoffDuration: Histogram;
   /** Starts reporting a manager's state; the function returned stops it. */
   observe(source: GaugeSource): () => void;
 }
@@ -130,6 +131,11 @@ function createInstruments(meter: Meter): Instruments {
       description: 'Users reported unsaved when a shutdown finished.',
       unit: '{user}',
     }),
+    handoffDuration: seconds(
+      meter,
+      METRICS.handoffDuration,
+      'Logins that met another node holding the user (presence), from the claim until it got the user or gave up.',
+    ),
     observe(source) {
       if (sources.size === 0) meter.addBatchObservableCallback(collect, observables);
       sources.add(source);

@@ -25,6 +25,7 @@ export const METRICS = {
   persistDuration: 'cagey_sessions.persist.duration',
   shutdownDuration: 'cagey_sessions.shutdown.duration',
   shutdownUnsaved: 'cagey_sessions.shutdown.unsaved_users',
+  handoffDuration: 'cagey_sessions.handoff.duration',
 } as const;
 
 export const SPANS = {
@@ -50,6 +51,7 @@ export const ATTRIBUTES = {
   delay: 'cagey_sessions.retry.delay',
   expectedVersion: 'cagey_sessions.conflict.expected_version',
   currentVersion: 'cagey_sessions.conflict.current_version',
+  handoffOutcome: 'cagey_sessions.handoff.outcome',
   /** Semantic conventions. */
   errorType: 'error.type',
   userId: 'user.id',

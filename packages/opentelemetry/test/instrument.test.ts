@@ -7,7 +7,13 @@ import {
   type UserId,
 } from '@cagey-sessions/core';
 import { instrument } from '@cagey-sessions/opentelemetry';
-import { FaultyAdapter, MemoryAdapter, MemoryStore } from '@cagey-sessions/testing';
+import {
+  FaultyAdapter,
+  MemoryAdapter,
+  MemoryPresence,
+  MemoryStore,
+  PresenceHub,
+} from '@cagey-sessions/testing';
 import {
   type Context,
   type ContextManager,
@@ -107,6 +113,38 @@ function parentOf(span: ReadableSpan): string | undefined {
 }
 
 describe('metrics', () => {
+  it('times handoffs between nodes (presence) by outcome', async () => {
+    const sdk = setup();
+    const store = new MemoryStore();
+    const hub = new PresenceHub();
+    const node = (nodeId: string) => {
+      const manager = new SessionManager<Player>({
+        adapter: new MemoryAdapter({ store }),
+        presence: new MemoryPresence({ hub }),
+        nodeId,
+      });
+      cleanup.push(() => manager.destroy(false).catch(() => {}));
+      return manager;
+    };
+    const a = node('a');
+    const b = node('b');
+    instrumented(b, sdk);
+    await play(a, 'ann');
+    await play(a, 'bob');
+    await play(b, 'ann');
+    await play(b, 'bob');
+    await play(b, 'cat'); // held by nobody: no handoff
+
+    const metrics = await sdk.metrics();
+    const released = metrics.histogram('cagey_sessions.handoff.duration', {
+      'cagey_sessions.handoff.outcome': 'released',
+    });
+    expect(released.count).toBe(2);
+    expect(released.sum).toBeGreaterThan(0);
+    expect(released.sum).toBeLessThan(5); // seconds
+    expect(metrics.metric('cagey_sessions.handoff.duration')!.descriptor.unit).toBe('s');
+  });
+
   it("reports the manager's state from stats() at every collection", async () => {
     const sdk = setup();
     const manager = managerOf(new MemoryAdapter());
