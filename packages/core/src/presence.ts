@@ -101,8 +101,32 @@ export class PresenceCoordinator {
    * when the holder does not let go in time, PRESENCE_UNAVAILABLE when the presence cannot be reached.
    */
   acquire(key: string): Promise<Acquired> {
-    const deadline = performance.now() + this.#options.handoffTimeout;
-    return this.#exclusive(key, () => this.#acquire(key, deadline));
+    const timeout = this.#options.handoffTimeout;
+    const deadline = performance.now() + timeout;
+    // Another operation on the user may be under way here (a handoff whose data is not stored yet): wait for
+    // it no longer than the claim itself may take.
+    let started = false;
+    let timer: NodeJS.Timeout | undefined;
+    const queued = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (started) return;
+        reject(
+          new PersistenceError(
+            'HANDOFF_TIMEOUT',
+            `User ${describeUserId(key)} is being handed over from this node, whose data for them is not ` +
+              `stored yet; gave up after ${timeout} ms (handoffTimeout).`,
+          ),
+        );
+      }, timeout);
+    });
+    queued.catch(() => {});
+    const claimed = this.#exclusive(key, () => {
+      if (performance.now() >= deadline)
+        throw new PersistenceError('HANDOFF_TIMEOUT', 'handoffTimeout passed.');
+      started = true;
+      return this.#acquire(key, deadline);
+    });
+    return Promise.race([claimed, queued]).finally(() => clearTimeout(timer));
   }
 
   async #acquire(key: string, deadline: number): Promise<Acquired> {

@@ -200,6 +200,22 @@ describe('handoff between nodes', () => {
     expect(await again.identify('u1')).toEqual({ gold: 11 });
   });
 
+  it('a login on the holder while its handoff waits for the store gives up after handoffTimeout', async () => {
+    const { node } = cluster();
+    const a = node('a', { handoffTimeout: 300 });
+    const b = node('b', { handoffTimeout: 300 });
+    const onA = await a.login('u1');
+    onA.userData!.gold = 1;
+    a.faulty.failRate(1);
+    const onB = await b.manager.create();
+    const fromB = onB.identify('u1').catch((e: unknown) => e);
+    await expect.poll(() => onA.isDestroyed).toBe(true); // kicked; its data cannot be stored
+    const again = await a.manager.create();
+    const error = await again.identify('u1').catch((e: unknown) => e);
+    expect((error as PersistenceError).code).toBe('HANDOFF_TIMEOUT');
+    expect(((await fromB) as PersistenceError).code).toBe('HANDOFF_TIMEOUT');
+  });
+
   it('one live session per user while players hop between three nodes at random', async () => {
     const { store, node } = cluster();
     const nodes = [node('a'), node('b'), node('c')];

@@ -1,16 +1,27 @@
 import {
   AdapterError,
   type PersistenceAdapter,
+  type RestoreRecord,
   type SaveRecord,
   type SaveResult,
+  type ScanOptions,
+  type ScanPage,
   type StoredUser,
   type UserId,
 } from '@cagey-sessions/core';
 
 /** The adapter methods a fault can target. */
-export type AdapterMethod = 'load' | 'save' | 'delete' | 'setup' | 'close';
+export type AdapterMethod = 'load' | 'save' | 'delete' | 'setup' | 'close' | 'scan' | 'restore';
 
-export const adapterMethods: readonly AdapterMethod[] = ['load', 'save', 'delete', 'setup', 'close'];
+export const adapterMethods: readonly AdapterMethod[] = [
+  'load',
+  'save',
+  'delete',
+  'setup',
+  'close',
+  'scan',
+  'restore',
+];
 
 export interface FaultyAdapterOptions {
   /** Seed of the pseudo-random generator behind `failRate` and ranged `latency`, so runs repeat. Default 1. */
@@ -109,11 +120,23 @@ export class FaultyAdapter<A extends PersistenceAdapter = PersistenceAdapter> im
   readonly inner: A;
   /** Present exactly when the inner adapter has `setup`. */
   readonly setup?: () => Promise<void>;
+  /** Present exactly when the inner adapter has `scan`. */
+  readonly scan?: (options?: ScanOptions) => Promise<ScanPage>;
+  /** Present exactly when the inner adapter has `restore`. */
+  readonly restore?: (records: readonly RestoreRecord[]) => Promise<SaveResult[]>;
 
   /** One entry per `save` call, in call order. Truncate it (`saves.length = 0`) to start a new observation. */
   readonly saves: SaveObservation[] = [];
   /** Calls started per method, including failed and held ones. */
-  readonly calls: Record<AdapterMethod, number> = { load: 0, save: 0, delete: 0, setup: 0, close: 0 };
+  readonly calls: Record<AdapterMethod, number> = {
+    load: 0,
+    save: 0,
+    delete: 0,
+    setup: 0,
+    close: 0,
+    scan: 0,
+    restore: 0,
+  };
 
   #inFlight = 0;
   #random: () => number;
@@ -133,6 +156,15 @@ export class FaultyAdapter<A extends PersistenceAdapter = PersistenceAdapter> im
     if (typeof inner.setup === 'function') {
       const setup = inner.setup.bind(inner);
       this.setup = () => this.#call('setup', [], () => setup());
+    }
+    if (typeof inner.scan === 'function') {
+      const scan = inner.scan.bind(inner);
+      this.scan = (options) =>
+        this.#call('scan', options === undefined ? [] : [options], () => scan(options));
+    }
+    if (typeof inner.restore === 'function') {
+      const restore = inner.restore.bind(inner);
+      this.restore = (records) => this.#call('restore', [records], () => restore(records));
     }
     this.#random = mulberry32(seed);
   }

@@ -3,6 +3,8 @@
  * contract; running the affected group directly (checkConformance) must report exactly the checks that rule
  * covers, while the same adapter without the defect passes the whole suite.
  */
+
+import type { SaveRecord, UserId } from '@cagey-sessions/core';
 import { describe, expect, it } from 'vitest';
 import {
   type CheckOutcome,
@@ -12,7 +14,7 @@ import {
   conformanceGroups,
 } from '../src/conformance/index.js';
 import { MemoryStore } from '../src/index.js';
-import { type Flaw, VersionIgnoringAdapter } from './fixtures/flawed-adapter.js';
+import { type Flaw, type FlawedAdapter, VersionIgnoringAdapter } from './fixtures/flawed-adapter.js';
 import { flawedOptions } from './fixtures/options.js';
 
 const names = (outcomes: CheckOutcome[]) => outcomes.map((o) => o.name).sort();
@@ -130,6 +132,32 @@ const defects: { flaw: Flaw; group: ConformanceGroup; failing: string[] }[] = [
   },
   { flaw: 'closesInjectedClient', group: 'lifecycle', failing: ['an injected client stays open'] },
   {
+    flaw: 'scanRepeats',
+    group: 'scan',
+    failing: ['10,000 users', 'small pages', 'writes and deletes between pages'],
+  },
+  {
+    flaw: 'scanSkips',
+    group: 'scan',
+    failing: ['10,000 users', 'small pages', 'writes and deletes between pages'],
+  },
+  {
+    flaw: 'scanListsTombstones',
+    group: 'scan',
+    failing: ['an empty store, and one holding only deleted users', 'writes and deletes between pages'],
+  },
+  {
+    flaw: 'restoreOverwritesNewer',
+    group: 'restore',
+    failing: [
+      'an equal or newer live version',
+      'a tombstone of an equal or higher version',
+      'every stored state and restored version',
+      'a batch of 3,000 records',
+      'the write id is stored',
+    ],
+  },
+  {
     // Every adapter the suite opens runs setup(), so a second process over the same table fails too.
     flaw: 'setupNotIdempotent',
     group: 'lifecycle',
@@ -145,7 +173,48 @@ describe.each(defects)('an adapter with the defect $flaw', ({ flaw, group, faili
   });
 });
 
+describe('scanDelivery: atLeastOnce', () => {
+  it('lets a user be listed twice, but still fails a listing that misses one', async () => {
+    const lenient = { capabilities: { scanDelivery: 'atLeastOnce' as const }, only: ['scan' as const] };
+    const repeats = await checkConformance({ ...flawedOptions(['scanRepeats']), ...lenient });
+    expect(names(repeats.failed)).toEqual([]);
+    const skips = await checkConformance({ ...flawedOptions(['scanSkips']), ...lenient });
+    expect(names(skips.failed)).toEqual(
+      ['10,000 users', 'small pages', 'writes and deletes between pages']
+        .map((s) => checkNamed('scan', s))
+        .sort(),
+    );
+  });
+});
+
 describe('uncovered capabilities and groups are reported, never silent', () => {
+  it('says so when the adapter has no scan() or restore(), and runs no check of those groups', async () => {
+    const options = flawedOptions();
+    const report = await checkConformance({
+      ...options,
+      name: 'without optional methods',
+      createAdapter: async (ctx) => {
+        const adapter = await options.createAdapter(ctx);
+        // Only the required methods, as an adapter written before scan and restore existed.
+        return {
+          name: adapter.name,
+          setup: () => adapter.setup(),
+          load: (userId: UserId) => adapter.load(userId),
+          save: (records: readonly SaveRecord[]) => adapter.save(records),
+          delete: (userId: UserId, expectedVersion?: number) => adapter.delete(userId, expectedVersion),
+          close: () => adapter.close(),
+        } as unknown as FlawedAdapter;
+      },
+      only: ['scan', 'restore'],
+    });
+    expect(report.failed).toEqual([]);
+    expect(report.passed).toEqual([]);
+    expect(report.notices.filter((notice) => !notice.startsWith('group '))).toEqual([
+      expect.stringMatching(/^the adapter has no scan\(\): the scan group's checks did not run/),
+      expect.stringMatching(/^the adapter has no restore\(\): the restore group's checks did not run/),
+    ]);
+  });
+
   it('lists missing inspect, injectedClient and rejectedUserData, and groups left out by only/skip', async () => {
     const { inspect: _i, injectedClient: _c, capabilities: _k, ...bare } = flawedOptions();
     const report = await checkConformance({

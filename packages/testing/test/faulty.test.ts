@@ -75,9 +75,35 @@ describe('pass-through', () => {
     await expect(faulty.delete('a', 5)).rejects.toMatchObject({ code: 'VERSION_CONFLICT' });
     expect(await faulty.delete('a', 1)).toBe(true);
     expect(store.peek('a')).toBeUndefined();
+    expect(await faulty.restore!([{ userId: 'c', userData: { gold: 3 }, version: 4 }])).toEqual([
+      { status: 'ok', version: 4 },
+    ]);
+    expect(await faulty.scan!({ limit: 5 })).toEqual({
+      users: [
+        { userId: 'b', userData: { gold: 2 }, version: 1 },
+        { userId: 'c', userData: { gold: 3 }, version: 4 },
+      ],
+      cursor: undefined,
+    });
     await faulty.close();
     await expect(faulty.load('b')).rejects.toMatchObject({ code: 'ADAPTER_CLOSED' });
-    expect(faulty.calls).toEqual({ load: 2, save: 1, delete: 2, setup: 0, close: 1 });
+    expect(faulty.calls).toEqual({ load: 2, save: 1, delete: 2, setup: 0, close: 1, scan: 1, restore: 1 });
+  });
+
+  it('has scan and restore exactly when the inner adapter has them, and can fail them', async () => {
+    const bare = new FaultyAdapter({
+      name: 'bare',
+      load: async () => undefined,
+      save: async () => [],
+      delete: async () => false,
+      close: async () => {},
+    });
+    expect(bare.scan).toBeUndefined();
+    expect(bare.restore).toBeUndefined();
+    const { faulty } = setup();
+    faulty.failNext(1, { methods: ['scan'] });
+    await expect(faulty.scan!()).rejects.toMatchObject({ code: 'ADAPTER_ERROR' });
+    expect(await faulty.scan!()).toEqual({ users: [], cursor: undefined });
   });
 });
 

@@ -10,6 +10,10 @@ async function expectClosed(adapter: PersistenceAdapter, label: string): Promise
     ['delete("x")', () => adapter.delete('x')],
   ];
   if (typeof adapter.setup === 'function') calls.push(['setup()', () => adapter.setup!()]);
+  if (typeof adapter.scan === 'function') calls.push(['scan()', () => adapter.scan!()]);
+  if (typeof adapter.restore === 'function') {
+    calls.push(['restore([x])', () => adapter.restore!([{ userId: 'x', userData: { n: 1 }, version: 3 }])]);
+  }
   for (const [what, call] of calls) {
     const label2 = `${what} on ${label}`;
     expectCode(await rejection(call, label2), 'ADAPTER_CLOSED', label2, 'AdapterError');

@@ -8,6 +8,11 @@ export interface Check {
   name: string;
   /** An optional capability the check cannot run without; when it is not declared a notice takes its place. */
   requires?: 'rejectedUserData' | 'injectedClient';
+  /**
+   * The optional adapter method the check is about. When the adapter has no such method the check does not
+   * run and a notice says so instead.
+   */
+  method?: 'scan' | 'restore';
   run(t: CheckContext): Promise<void>;
 }
 
@@ -38,6 +43,16 @@ export class CheckContext {
   /** Another namespace, disjoint from this check's, remembered for `afterAll` cleanup. */
   freshNamespace(): string {
     const namespace = newNamespace();
+    this.#namespaces.push(namespace);
+    return namespace;
+  }
+
+  /**
+   * A namespace that starts with this check's own (`<namespace><suffix>`), remembered for cleanup: a store
+   * that matches names by prefix would mix the two up.
+   */
+  namespaceExtending(suffix: string): string {
+    const namespace = `${this.namespace}${suffix}`;
     this.#namespaces.push(namespace);
     return namespace;
   }

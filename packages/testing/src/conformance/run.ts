@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import { batchChecks, isolationChecks } from './checks-batches.js';
 import { idChecks, loadChecks, roundTripChecks } from './checks-data.js';
 import { lifecycleChecks } from './checks-lifecycle.js';
+import { restoreChecks } from './checks-restore.js';
+import { scanChecks } from './checks-scan.js';
 import { concurrencyChecks, deleteChecks, versionChecks } from './checks-versions.js';
 import { writeIdChecks } from './checks-write-ids.js';
 import { type Check, CheckContext } from './context.js';
@@ -24,6 +26,8 @@ export const conformanceChecks: Readonly<Record<ConformanceGroup, readonly Check
   delete: deleteChecks,
   concurrency: concurrencyChecks,
   ids: idChecks,
+  scan: scanChecks,
+  restore: restoreChecks,
   lifecycle: lifecycleChecks,
 };
 
@@ -112,6 +116,10 @@ function checkOptions(options: ConformanceOptions<PersistenceAdapter>): void {
   if (batchSize !== undefined && !(Number.isSafeInteger(batchSize) && batchSize >= 1)) {
     problems.push('capabilities.batchSize must be a positive integer');
   }
+  const delivery = options?.capabilities?.scanDelivery;
+  if (delivery !== undefined && delivery !== 'exactlyOnce' && delivery !== 'atLeastOnce') {
+    problems.push("capabilities.scanDelivery must be 'exactlyOnce' or 'atLeastOnce'");
+  }
   const rejected = options?.capabilities?.rejectedUserData;
   if (rejected !== undefined && (typeof rejected !== 'object' || rejected === null)) {
     problems.push('capabilities.rejectedUserData must be an object (a userData value)');
@@ -127,8 +135,16 @@ async function runCheck(
   const t = new CheckContext(options, namespaces);
   let error: unknown;
   let failed = false;
+  let uncovered: string | undefined;
   try {
-    await check.run(t);
+    const method = check.method;
+    if (method !== undefined && typeof (await t.adapter())[method] !== 'function') {
+      uncovered =
+        `the adapter has no ${method}(): the ${check.group} group's checks did not run. ` +
+        `${method}() is optional; implement it (see WRITING-AN-ADAPTER.md) to have it checked.`;
+    } else {
+      await check.run(t);
+    }
   } catch (caught) {
     failed = true;
     error = caught;
@@ -142,6 +158,7 @@ async function runCheck(
     }
   }
   const outcome: CheckOutcome = { group: check.group, name: check.name, notes: t.notes };
+  if (uncovered !== undefined) outcome.uncovered = uncovered;
   if (failed) outcome.error = error ?? new Error('the check failed with an undefined error');
   return outcome;
 }
@@ -179,6 +196,10 @@ export function runAdapterConformance<A extends PersistenceAdapter>(options: Con
             entry.check.name,
             async (context) => {
               const outcome = await runCheck(opts, entry.check, namespaces);
+              if (outcome.uncovered !== undefined) {
+                warn(outcome.uncovered);
+                await annotate(context, outcome.uncovered);
+              }
               for (const note of outcome.notes) {
                 warn(`${entry.check.name}: ${note}`);
                 await annotate(context, note);
@@ -214,7 +235,9 @@ export async function checkConformance<A extends PersistenceAdapter>(
           continue;
         }
         const outcome = await runCheck(opts, entry.check, namespaces);
-        ('error' in outcome ? report.failed : report.passed).push(outcome);
+        if ('error' in outcome) report.failed.push(outcome);
+        else if (outcome.uncovered === undefined) report.passed.push(outcome);
+        else if (!report.notices.includes(outcome.uncovered)) report.notices.push(outcome.uncovered);
       }
     }
   } finally {

@@ -10,6 +10,8 @@ export const conformanceGroups = [
   'delete',
   'concurrency',
   'ids',
+  'scan',
+  'restore',
   'lifecycle',
 ] as const;
 
@@ -39,6 +41,11 @@ export interface ConformanceCapabilities {
   rejectedUserData?: object;
   /** Largest batch to test (default adapter.maxBatchSize ?? 1000); the suite tests 1, size-1, size, size+1. */
   batchSize?: number;
+  /**
+   * How often `scan` returns a user live for the whole listing: `'exactlyOnce'` (default) or `'atLeastOnce'`
+   * (Redis `SCAN` may return a key twice; duplicates are then allowed, a missing user still fails).
+   */
+  scanDelivery?: 'exactlyOnce' | 'atLeastOnce';
 }
 
 export interface ConformanceOptions<A extends PersistenceAdapter = PersistenceAdapter> {
@@ -77,11 +84,19 @@ export interface CheckOutcome {
   error?: unknown;
   /** What the check could not cover because a capability is missing. */
   notes: string[];
+  /**
+   * Set when the check did not run because the adapter lacks the optional method it is about (`scan`,
+   * `restore`): says so. `checkConformance` lists it under `notices`, not under `passed` or `failed`.
+   */
+  uncovered?: string;
 }
 
 export interface ConformanceReport {
   passed: CheckOutcome[];
   failed: CheckOutcome[];
-  /** Capabilities the options did not declare and groups left out by `only`/`skip`: what was not covered. */
+  /**
+   * Capabilities the options did not declare, optional methods the adapter lacks and groups left out by
+   * `only`/`skip`: what was not covered.
+   */
   notices: string[];
 }
