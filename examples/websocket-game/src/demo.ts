@@ -362,6 +362,7 @@ async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = process.s
   say(`  server  ${server.url} (pid ${server.child.pid}, log ${logFile})`);
   // The server requires a login token; this link carries one for a player of your own beside the bots.
   say(`  browser http://127.0.0.1:${server.port}/#user=visitor&auth=${authToken(authSecret, 'visitor')}`);
+  say(`  metrics http://127.0.0.1:${server.port}/dashboard (live dashboard; Prometheus scrapes /metrics)`);
   say(`          started in ${seconds(server.startupMs)} (opening the store ${seconds(server.openStoreMs)})`);
   const kinds: Partial<Record<BotKind, number>> = {};
   for (let i = 0; i < options.adversarial; i++) {

@@ -129,11 +129,15 @@ async function main(): Promise<number> {
       callTimeout,
       limits,
       log,
+      telemetry: { store: store.kind },
       ...(secret === undefined ? {} : { authenticate: hmacAuthenticator(secret) }),
       ...(store.tuning === undefined ? {} : { tuning: store.tuning }),
     });
     log.info?.({ store: store.location }, `game server listening on ${server.url}`);
     log.info?.(`play in a browser: http://${server.url.slice('ws://'.length)}/`);
+    log.info?.(
+      `live dashboard: http://${server.url.slice('ws://'.length)}/dashboard (Prometheus: GET /metrics)`,
+    );
     if (secret === undefined) {
       log.warn?.('GAME_AUTH_SECRET is not set: any client can log in as any player (fine on loopback only)');
     }

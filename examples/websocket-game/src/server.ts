@@ -46,6 +46,7 @@ import {
   type ServerMessage,
   scalarsOf,
 } from './game.js';
+import { startTelemetry, type Telemetry, type TelemetryOptions } from './telemetry.js';
 
 /** Limits that keep one client from costing the server more than its share. Every one is configurable. */
 export interface Limits {
@@ -124,6 +125,11 @@ export interface GameServerOptions {
   authenticate?: Authenticate;
   /** The browser client served at `/`. Default: `client.html` next to this module. */
   clientPage?: string;
+  /**
+   * `/metrics` (Prometheus text format, from OpenTelemetry) and the live dashboard at `/dashboard`, on this
+   * server's port; `false` serves neither. Default: on, the store named after the adapter.
+   */
+  telemetry?: TelemetryOptions | false;
   log?: Logger;
   random?: Random;
 }
@@ -295,6 +301,7 @@ const PERSISTING = 'purchasesPersisting';
 const ENDING = 'endingBecause';
 
 const DEFAULT_CLIENT_PAGE = new URL('./client.html', import.meta.url);
+const DASHBOARD_PAGE = new URL('./dashboard.html', import.meta.url);
 
 export async function startGameServer(options: GameServerOptions): Promise<GameServer> {
   const log = options.log ?? {};
@@ -323,6 +330,16 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       },
     },
   );
+
+  const telemetry: Telemetry | undefined =
+    options.telemetry === false
+      ? undefined
+      : startTelemetry(
+          manager,
+          { connections: () => connections.size, online: () => stats().online },
+          { store: options.telemetry?.store ?? options.adapter.name },
+        );
+  const dashboardPage = telemetry === undefined ? undefined : readFileSync(DASHBOARD_PAGE, 'utf8');
 
   const counters = {
     actions: 0,
@@ -830,13 +847,26 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       response.end(JSON.stringify({ ...stats(), process: memory }));
       return;
     }
+    // Neither carries a player's data or id, only counts, so neither asks for a login token (a scraper sends
+    // none); a server whose port is public would serve them on an internal interface instead (see the README).
+    if (request.method === 'GET' && path === '/metrics' && telemetry !== undefined) {
+      telemetry.serveMetrics(request, response);
+      return;
+    }
+    if (request.method === 'GET' && path === '/dashboard' && dashboardPage !== undefined) {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      response.end(dashboardPage);
+      return;
+    }
     if (request.method === 'GET' && (path === '/' || path === '/index.html')) {
       response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
       response.end(clientPage);
       return;
     }
     response.writeHead(404, { 'content-type': 'text/plain' });
-    response.end('Open / in a browser to play, connect a WebSocket here, or GET /stats for numbers.\n');
+    response.end(
+      'Open / in a browser to play, connect a WebSocket here, GET /stats or /metrics for numbers, or open /dashboard.\n',
+    );
   });
   const wss = new WebSocketServer({ server: http, maxPayload: limits.maxFrameBytes });
 
@@ -959,6 +989,8 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
         maybeStored: u.maybeStored === true,
       }));
     }
+    // After the manager, so that its shutdown is recorded.
+    await telemetry?.close();
     // Clients that do not answer the close handshake are cut off; the data is already stored.
     for (const ws of wss.clients) ws.terminate();
     wss.close();
