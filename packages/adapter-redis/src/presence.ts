@@ -4,6 +4,7 @@ import {
   type ClaimResult,
   type Presence,
   type PresenceMessage,
+  StateError,
   ValidationError,
 } from '@cagey-sessions/core';
 import {
@@ -164,6 +165,9 @@ export class RedisPresence implements Presence {
    * record in between (another claimer won, or the holder released it); the claim then starts again and finds
    * the new state. Concurrent claimers of a free or dead user all go through one compare-and-set on one key:
    * exactly one of them wins, the others see the winner's live lease.
+   *
+   * Before that, the claimer's own lease is checked (one GET): a node whose lease expired is refused with
+   * PRESENCE_UNAVAILABLE and writes nothing, since a record naming a dead incarnation would be free at once.
    */
   async claim(userId: string, nodeId: string): Promise<ClaimResult> {
     this.#lifecycle.assertOpen('claim');
@@ -171,6 +175,8 @@ export class RedisPresence implements Presence {
     const incarnation = this.#joined('claim', nodeId);
     try {
       await this.#ready('claim');
+      if (!(await this.#isLive({ nodeId, token: incarnation.token })))
+        throw this.#unavailable('claim', nodeId);
       let deadRecord = '';
       for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
         const reply = await runScript(this.client, claimScript, [key], [incarnation.record, deadRecord]);
@@ -245,7 +251,7 @@ export class RedisPresence implements Presence {
     }
     try {
       await this.#ready('send');
-      await this.client.publish(this.#keys.channel(nodeId), payload);
+      await this.#publish(this.#keys.channel(nodeId), payload);
     } catch (error) {
       throw this.#wrap('send', error);
     }
@@ -283,6 +289,24 @@ export class RedisPresence implements Presence {
     const closing = this.#lifecycle.close();
     this.#gate?.close();
     return Promise.all([subscriber, closing]).then(() => {});
+  }
+
+  /**
+   * PUBLISH. A Cluster client sends a command without keys to any node, and two messages published through two
+   * nodes may arrive in either order; publishing through the master of the channel's slot keeps the messages
+   * of one sender to one node in order (any node relays them cluster-wide).
+   */
+  async #publish(channel: string, payload: string): Promise<void> {
+    const client = this.client;
+    if (isCluster(client)) {
+      const owner = client.slots[calculateSlot(channel)]?.[0];
+      const node = client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
+      if (node !== undefined) {
+        await node.publish(channel, payload);
+        return;
+      }
+    }
+    await client.publish(channel, payload);
   }
 
   #subscriberFor(): MessageSubscriber {
@@ -328,10 +352,15 @@ export class RedisPresence implements Presence {
     checkNodeId(this.name, nodeId);
     const incarnation = this.#nodes.get(nodeId);
     if (incarnation !== undefined) return incarnation;
-    throw new AdapterError(
-      this.name,
-      `${operation} failed: node ${JSON.stringify(nodeId)} has not joined through this presence (call join first).`,
-      { code: 'ADAPTER_CONTRACT' },
+    throw this.#unavailable(operation, nodeId);
+  }
+
+  /** A call of a node that has not joined through this presence, or whose lease expired: it must join (again). */
+  #unavailable(operation: string, nodeId: string): StateError {
+    return new StateError(
+      'PRESENCE_UNAVAILABLE',
+      `[${this.name}] ${operation} failed: node ${JSON.stringify(nodeId)} has not joined through this presence, ` +
+        'or its lease expired. Join again.',
     );
   }
 

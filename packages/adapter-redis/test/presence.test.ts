@@ -150,8 +150,11 @@ function presenceTests(label: string, url: string | null): void {
       await old.release('short', ['dave']);
       expect(await raw.get(keys.user('dave'))).toBe(held);
       expect(await heir.locate('dave')).toBe('heir');
-      // The expired node's claim does not get the user back.
-      expect(await old.claim('dave', 'short')).toEqual({ acquired: false, owner: 'heir' });
+      // The expired node cannot claim until it joins again, and writes nothing meanwhile.
+      await expect(old.claim('dave', 'short')).rejects.toMatchObject({ code: 'PRESENCE_UNAVAILABLE' });
+      await expect(old.claim('fresh', 'short')).rejects.toMatchObject({ code: 'PRESENCE_UNAVAILABLE' });
+      expect(await raw.exists(keys.user('fresh'))).toBe(0);
+      expect(await raw.get(keys.user('dave'))).toBe(held);
     });
 
     it('renew extends a live lease on the server and is false for an unknown or left node', async () => {
@@ -261,6 +264,20 @@ function presenceTests(label: string, url: string | null): void {
       expect(inC.messages).toEqual([{ type: 'released', userId: 'sync', from: 'msg-a' }]);
     });
 
+    it('messages of one sender to one node arrive in the order sent (200 messages)', async () => {
+      const sender = presence();
+      const receiver = presence();
+      const received = inbox();
+      await sender.join('ord-a', 30_000, () => {});
+      await receiver.join('ord-b', 30_000, received.onMessage);
+      const ids = Array.from({ length: 200 }, (_, i) => `m${i}`);
+      await Promise.all(
+        ids.map((userId) => sender.send('ord-b', { type: 'release', userId, from: 'ord-a' })),
+      );
+      await until(() => received.messages.length === ids.length);
+      expect(received.messages.map((m) => m.userId)).toEqual(ids);
+    });
+
     it('two nodes joined through one presence each get their own messages; after leave a node gets none', async () => {
       const p = presence();
       const inOne = inbox();
@@ -329,7 +346,7 @@ function presenceTests(label: string, url: string | null): void {
       }
       await expect(p.claim('', 'valid')).rejects.toMatchObject({ code: 'INVALID_USER_ID' });
       await expect(p.claim('x'.repeat(513), 'valid')).rejects.toMatchObject({ code: 'INVALID_USER_ID' });
-      await expect(p.claim('ok', 'not-joined')).rejects.toMatchObject({ code: 'ADAPTER_CONTRACT' });
+      await expect(p.claim('ok', 'not-joined')).rejects.toMatchObject({ code: 'PRESENCE_UNAVAILABLE' });
       await expect(p.locate('')).rejects.toMatchObject({ code: 'INVALID_USER_ID' });
       await expect(p.release('valid', [''])).rejects.toMatchObject({ code: 'INVALID_USER_ID' });
       await expect(
