@@ -13,6 +13,13 @@ import { killAllGames, sleep } from './lib/game.js';
 import type { Scenario, ScenarioContext, ScenarioResult } from './lib/scenario.js';
 import { readPlayers, STORE_KINDS, type Store, type StoreKind, startStore, urlOf } from './lib/stores.js';
 import { gameKill } from './scenarios/game-kill.js';
+import {
+  presenceDurationMs,
+  presencePostgres,
+  presencePostgresKill9,
+  presenceRedis,
+  presenceRedisKill9,
+} from './scenarios/presence.js';
 import { shutdownStoreBack, shutdownStoreDown } from './scenarios/shutdown.js';
 import { storeKillMidFlush } from './scenarios/store-kill.js';
 import { storePause } from './scenarios/store-pause.js';
@@ -26,6 +33,10 @@ const SCENARIOS: readonly Scenario[] = [
   gameKill,
   twoNodesClean,
   twoNodesUnclean,
+  presenceRedis,
+  presencePostgres,
+  presenceRedisKill9,
+  presencePostgresKill9,
 ];
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -179,7 +190,12 @@ function emptyResult(entry: Entry, store: Store): ScenarioResult {
   };
 }
 
-async function runEntry(entry: Entry, store: Store, verbose: boolean): Promise<ScenarioResult> {
+async function runEntry(
+  entry: Entry,
+  store: Store,
+  servers: ReadonlyMap<StoreKind, Store>,
+  verbose: boolean,
+): Promise<ScenarioResult> {
   const { scenario } = entry;
   const result = emptyResult(entry, store);
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -195,6 +211,7 @@ async function runEntry(entry: Entry, store: Store, verbose: boolean): Promise<S
     defer: (cleanup) => {
       cleanups.push(cleanup);
     },
+    servers,
   };
   const started = performance.now();
   if (broken.has(store)) {
@@ -276,10 +293,13 @@ async function main(): Promise<number> {
   }
 
   const suiteStarted = performance.now();
-  const kinds = STORE_KINDS.filter((kind) => entries.some((entry) => entry.kind === kind));
+  const kinds = STORE_KINDS.filter((kind) =>
+    entries.some((entry) => entry.kind === kind || entry.scenario.servers?.includes(kind)),
+  );
   console.log(
     `cagey-sessions chaos: ${entries.length} scenario runs on ${kinds.join(', ')}; ` +
-      `two-nodes runs last ${twoNodesDurationMs() / 1000} s each (the issue's minute, scaled down to keep the suite near 5 minutes)`,
+      `two-nodes runs last ${twoNodesDurationMs() / 1000} s each, presence runs ${presenceDurationMs() / 1000} s ` +
+      "(the issues' minute, scaled down to keep the suite near 8 minutes)",
   );
   for (const entry of left) console.log(`not run by default: ${entry}`);
   const stores = new Map<StoreKind, Store>();
@@ -312,10 +332,10 @@ async function main(): Promise<number> {
     const results: ScenarioResult[] = [];
     for (const entry of entries) {
       const store = stores.get(entry.kind);
-      if (store === undefined) continue;
+      if (store === undefined || entry.scenario.servers?.some((kind) => !stores.has(kind))) continue;
       const result =
         performance.now() - suiteStarted < SUITE_LIMIT_MS
-          ? await runEntry(entry, store, verbose)
+          ? await runEntry(entry, store, stores, verbose)
           : notRun(entry, store, `not run: the suite's ${SUITE_LIMIT_MS / 60_000} minute limit was reached`);
       results.push(result);
       console.log(cells(result).join(' | '));

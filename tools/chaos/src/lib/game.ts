@@ -2,7 +2,11 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { StoreKind } from './stores.js';
 
-const GAME_SERVER = fileURLToPath(new URL('../game-server.mjs', import.meta.url));
+/** The game-server scripts: a single node (`game-server`) and a node of a presence cluster (`presence-node`). */
+const SCRIPTS = {
+  'game-server': fileURLToPath(new URL('../game-server.mjs', import.meta.url)),
+  'presence-node': fileURLToPath(new URL('../presence-node.mjs', import.meta.url)),
+};
 
 /** `userData.persistence` options handed to the game server's manager. */
 export interface PersistenceConfig {
@@ -15,7 +19,20 @@ export interface PersistenceConfig {
   callTimeout?: string | number;
 }
 
+/** A presence shared by the nodes of a cluster (`presence-node` only). */
+export interface PresenceConfig {
+  kind: 'redis' | 'postgres';
+  url: string;
+  /** Redis key prefix (without its trailing `:`) or PostgreSQL table name of this run's presence. */
+  name: string;
+  leaseTtl: number;
+  handoffTimeout: number;
+}
+
 export interface GameConfig {
+  /** Which script runs. Default `game-server`. */
+  script?: keyof typeof SCRIPTS;
+  presence?: PresenceConfig;
   /** Node name: prefixes the tokens this process writes into player data. Unique per process. */
   node: string;
   store: StoreKind;
@@ -154,7 +171,7 @@ export class GameProcess {
 
   /** Starts a game server and waits until it is ready (bounded by `timeoutMs`). */
   static async start(config: GameConfig, timeoutMs = 20_000): Promise<GameProcess> {
-    const child = fork(GAME_SERVER, [], {
+    const child = fork(SCRIPTS[config.script ?? 'game-server'], [], {
       env: { ...process.env, CHAOS_GAME_CONFIG: JSON.stringify(config) },
       execArgv: [],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

@@ -37,6 +37,8 @@ export interface ScenarioContext {
   progress(message: string): void;
   /** Registers cleanup that runs when the scenario ends, however it ends (LIFO). */
   defer(cleanup: () => Promise<void> | void): void;
+  /** The other servers the scenario asked for (`Scenario.servers`), by kind. */
+  servers: ReadonlyMap<StoreKind, Store>;
 }
 
 export interface Scenario {
@@ -50,6 +52,8 @@ export interface Scenario {
    * they are left out.
    */
   onlyWhenNamed?: Partial<Record<StoreKind, string>>;
+  /** Servers the scenario needs besides its store (e.g. the one its presence runs on). */
+  servers?: readonly StoreKind[];
   /** Hard limit for one run on one store; the runner kills the scenario's processes after it. */
   limitMs: number;
   run(context: ScenarioContext, result: ScenarioResult): Promise<void>;
