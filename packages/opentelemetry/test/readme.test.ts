@@ -1,7 +1,7 @@
 /**
- * The README shows code that runs and tables that match the source. Its blocks that import the OpenTelemetry
- * SDK (which tools/docs-check does not install) are files of this directory, verbatim: `test/readme/*.ts`,
- * named in the block's docs-check directive. The program is run here, the test file with the other tests.
+ * The README shows code that runs and tables that match the source. tools/docs-check type-checks and runs every
+ * block; two of them are also files of this directory, verbatim (`test/readme/*.ts`, named in the block's
+ * docs-check directive), so that what they print is checked here and the test file runs with the other tests.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
