@@ -3,8 +3,12 @@ import {
   type CageySessionsError,
   ConflictError,
   type PersistenceAdapter,
+  type RestoreRecord,
   type SaveRecord,
   type SaveResult,
+  type ScannedUser,
+  type ScanOptions,
+  type ScanPage,
   type StoredUser,
   type UserData,
   type UserId,
@@ -13,7 +17,12 @@ import {
   ClientLifecycle,
   checkExpectedVersion,
   chunkByCountAndSize,
+  decideRestore,
+  encodeCursor,
   type PreparedRecord,
+  type PreparedRestoreRecord,
+  parseScanOptions,
+  restoreBatch,
   saveBatch,
   userKey,
   wrapDriverError,
@@ -35,7 +44,9 @@ import {
   isTransient,
   loadSql,
   RECORD_SEPARATOR,
+  restoreSql,
   saveSql,
+  scanSql,
   setupSql,
   type TableName,
 } from './sql.js';
@@ -54,6 +65,25 @@ const RACE_RETRIES = 5;
  * session runs at REPEATABLE READ or SERIALIZABLE) is sent again. Both roll back the whole statement.
  */
 const TRANSIENT_RETRIES = 5;
+/** Users in a `scan` page when the caller gives no `limit`. */
+export const DEFAULT_SCAN_LIMIT = 1000;
+/** The most users a `scan` page holds; a larger `limit` is lowered to this. */
+export const MAX_SCAN_LIMIT = 10_000;
+
+/** A validated record of either batch kind: what a statement needs of it. */
+type Prepared = PreparedRecord | PreparedRestoreRecord;
+
+/**
+ * How one batch kind (`save`, `restore`) is written: its statement, its parameters for some of the records,
+ * and what a returned row means for a record: its result, or `undefined` when the statement's snapshot cannot
+ * explain a refusal (a concurrent writer committed in between) and the record must be written again.
+ */
+interface BatchStatement<P extends Prepared> {
+  operation: 'save' | 'restore';
+  sql: string;
+  parameters(prepared: readonly P[], unit: readonly number[]): unknown[];
+  result(row: Record<string, unknown>, record: P, lastAttempt: boolean): SaveResult | undefined;
+}
 
 /**
  * Stores user data in one PostgreSQL table (see the README for the DDL): one row per user, `data` jsonb (NULL
@@ -67,7 +97,17 @@ export class PostgresAdapter implements PersistenceAdapter {
   readonly table: string;
 
   readonly #options: ResolvedOptions;
-  readonly #sql: { load: string; save: string; delete: string; setup: string };
+  readonly #sql: {
+    load: string;
+    save: string;
+    restore: string;
+    delete: string;
+    setup: string;
+    firstPage: string;
+    nextPage: string;
+  };
+  readonly #saveStatement: BatchStatement<PreparedRecord>;
+  readonly #restoreStatement: BatchStatement<PreparedRestoreRecord>;
   /** Over the given client, or the pool the adapter opens (and ends) itself. */
   readonly #lifecycle: ClientLifecycle<PostgresClient> | ClientLifecycle<OwnPool>;
 
@@ -80,9 +120,14 @@ export class PostgresAdapter implements PersistenceAdapter {
     this.#sql = {
       load: loadSql(table),
       save: saveSql(table),
+      restore: restoreSql(table),
       delete: deleteSql(table),
       setup: setupSql(table),
+      firstPage: scanSql(table, { after: false }),
+      nextPage: scanSql(table, { after: true }),
     };
+    this.#saveStatement = saveStatement(this.#sql.save);
+    this.#restoreStatement = restoreStatement(this.#sql.restore);
     this.#lifecycle =
       source.kind === 'client'
         ? new ClientLifecycle(ADAPTER_NAME, { given: source.client })
@@ -115,7 +160,47 @@ export class PostgresAdapter implements PersistenceAdapter {
   async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
     const client = await this.#client('save');
     // #write wraps driver errors itself: a failed later statement becomes its records' error results.
-    return saveBatch(ADAPTER_NAME, records, (prepared) => this.#write(client, prepared));
+    return saveBatch(ADAPTER_NAME, records, (prepared) => this.#write(client, prepared, this.#saveStatement));
+  }
+
+  /**
+   * Writes each record at exactly its version when the table holds no row for the user or a row (live or
+   * tombstone) of a lower version; otherwise its result is a conflict. One statement per `batchSize` records.
+   */
+  async restore(records: readonly RestoreRecord[]): Promise<SaveResult[]> {
+    const client = await this.#client('restore');
+    return restoreBatch(ADAPTER_NAME, records, (prepared) =>
+      this.#write(client, prepared, this.#restoreStatement),
+    );
+  }
+
+  /**
+   * Lists live users in primary-key order (the column's collation), `limit` per page (default 1000, at most
+   * 10,000), one indexed statement per page. The cursor holds the last key listed, so every user live for the
+   * whole listing is listed exactly once whatever is written meanwhile.
+   */
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    const client = await this.#client('scan');
+    const { position, limit } = parseScanOptions(ADAPTER_NAME, options, {
+      defaultLimit: DEFAULT_SCAN_LIMIT,
+      maxLimit: MAX_SCAN_LIMIT,
+      readPosition: (key) => (typeof key === 'string' && key !== '' ? key : undefined),
+    });
+    const rows = (
+      position === undefined
+        ? await this.#query(client, 'scan', this.#sql.firstPage, [limit])
+        : await this.#query(client, 'scan', this.#sql.nextPage, [position, limit])
+    ) as readonly { user_id: string; data: string; version: unknown }[];
+    const users = rows.map(
+      (row): ScannedUser => ({
+        userId: row.user_id,
+        userData: JSON.parse(row.data) as UserData,
+        version: Number(row.version),
+      }),
+    );
+    // A short page is the last one; a full one may be followed by an empty page.
+    const last = users.length === limit ? users.at(-1)?.userId : undefined;
+    return { users, cursor: last === undefined ? undefined : encodeCursor(ADAPTER_NAME, last) };
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
@@ -167,7 +252,11 @@ export class PostgresAdapter implements PersistenceAdapter {
    * Rejects only when the first statement failed (so nothing was written); a later failure becomes the error
    * result of each record not yet written.
    */
-  async #write(client: PostgresClient, prepared: PreparedRecord[]): Promise<SaveResult[]> {
+  async #write<P extends Prepared>(
+    client: PostgresClient,
+    prepared: P[],
+    statement: BatchStatement<P>,
+  ): Promise<SaveResult[]> {
     const results: SaveResult[] = new Array(prepared.length);
     const sendable: number[] = [];
     for (let i = 0; i < prepared.length; i++) {
@@ -184,11 +273,11 @@ export class PostgresAdapter implements PersistenceAdapter {
     });
     for (let u = 0; u < units.length; u++) {
       try {
-        await this.#writeUnit(client, prepared, units[u]!, results, false);
+        await this.#writeUnit(client, prepared, statement, units[u]!, results, false);
       } catch (error) {
         // The connection or the schema is broken, so the remaining statements would fail the same way (each
         // after a connection timeout): they are not sent, and their records share this error.
-        const wrapped = this.#error('save', error);
+        const wrapped = this.#error(statement.operation, error);
         if (u === 0) throw wrapped;
         for (const unit of units.slice(u))
           for (const i of unit) results[i] = { status: 'error', error: wrapped };
@@ -203,9 +292,10 @@ export class PostgresAdapter implements PersistenceAdapter {
    * some record the statement is rolled back as a whole; the unit is then halved until the refused records are
    * alone, so only they fail. Once split (`split`), any error fails just the records of the failing part.
    */
-  async #writeUnit(
+  async #writeUnit<P extends Prepared>(
     client: PostgresClient,
-    prepared: PreparedRecord[],
+    prepared: P[],
+    statement: BatchStatement<P>,
     unit: number[],
     results: SaveResult[],
     split: boolean,
@@ -217,11 +307,11 @@ export class PostgresAdapter implements PersistenceAdapter {
     while (pending.length > 0) {
       let rows: readonly unknown[];
       try {
-        rows = (await client.query(this.#sql.save, saveParameters(prepared, pending))).rows;
+        rows = (await client.query(statement.sql, statement.parameters(prepared, pending))).rows;
         if (rows.length !== pending.length) {
           throw new AdapterError(
             ADAPTER_NAME,
-            `save returned ${rows.length} rows for ${pending.length} records.`,
+            `${statement.operation} returned ${rows.length} rows for ${pending.length} records.`,
           );
         }
       } catch (error) {
@@ -232,12 +322,12 @@ export class PostgresAdapter implements PersistenceAdapter {
         }
         if (isDataError(error) && pending.length > 1) {
           const half = Math.ceil(pending.length / 2);
-          await this.#writeUnit(client, prepared, pending.slice(0, half), results, true);
-          await this.#writeUnit(client, prepared, pending.slice(half), results, true);
+          await this.#writeUnit(client, prepared, statement, pending.slice(0, half), results, true);
+          await this.#writeUnit(client, prepared, statement, pending.slice(half), results, true);
           return;
         }
         if (!isolated && !isDataError(error)) throw error;
-        const wrapped = this.#error('save', error);
+        const wrapped = this.#error(statement.operation, error);
         for (const i of pending) results[i] = { status: 'error', error: wrapped };
         return;
       }
@@ -246,24 +336,15 @@ export class PostgresAdapter implements PersistenceAdapter {
       const retry: number[] = [];
       for (let j = 0; j < pending.length; j++) {
         const i = pending[j]!;
-        const row = rows[j] as { written: unknown; current: unknown; current_write_id: unknown };
-        if (row.written !== null) {
-          results[i] = { status: 'ok', version: Number(row.written) };
-          continue;
-        }
-        const expected = prepared[i]!.expectedVersion;
-        const current = row.current === null ? 0 : Number(row.current);
+        const result = statement.result(
+          rows[j] as Record<string, unknown>,
+          prepared[i]!,
+          races >= RACE_RETRIES,
+        );
         // A refusal the snapshot cannot explain means a concurrent writer committed in between: the record
         // is written again with a fresh snapshot, which either succeeds or reports the real stored version.
-        const explained = expected !== undefined && current !== expected;
-        if (explained || races >= RACE_RETRIES) {
-          results[i] =
-            typeof row.current_write_id === 'string'
-              ? { status: 'conflict', currentVersion: current, currentWriteId: row.current_write_id }
-              : { status: 'conflict', currentVersion: current };
-        } else {
-          retry.push(i);
-        }
+        if (result === undefined) retry.push(i);
+        else results[i] = result;
       }
       races++;
       pending = retry;
@@ -281,7 +362,53 @@ export class PostgresAdapter implements PersistenceAdapter {
   }
 }
 
-function saveParameters(prepared: PreparedRecord[], unit: number[]): unknown[] {
+function saveStatement(sql: string): BatchStatement<PreparedRecord> {
+  return {
+    operation: 'save',
+    sql,
+    parameters: saveParameters,
+    result(row, record, lastAttempt) {
+      if (row.written !== null) return { status: 'ok', version: Number(row.written) };
+      const current = row.current === null ? 0 : Number(row.current);
+      const explained = record.expectedVersion !== undefined && current !== record.expectedVersion;
+      if (!explained && !lastAttempt) return undefined;
+      return conflict(current, row.current_write_id);
+    },
+  };
+}
+
+function restoreStatement(sql: string): BatchStatement<PreparedRestoreRecord> {
+  return {
+    operation: 'restore',
+    sql,
+    parameters: (prepared, unit) => {
+      const [keys, json, , writeIds] = saveParameters(prepared, unit);
+      return [keys, json, unit.map((i) => prepared[i]!.version), writeIds];
+    },
+    result(row, record, lastAttempt) {
+      if (row.written !== null) return { status: 'ok', version: Number(row.written) };
+      const stored = {
+        version: row.stored === null ? 0 : Number(row.stored),
+        live: row.live === true,
+        writeId: typeof row.current_write_id === 'string' ? row.current_write_id : undefined,
+      };
+      const decision = decideRestore(record.version, stored);
+      // The snapshot shows an older row, yet the newest committed one was not older: written meanwhile.
+      if (decision.write && !lastAttempt) return undefined;
+      return decision.write
+        ? conflict(stored.live ? stored.version : 0, stored.writeId)
+        : conflict(decision.currentVersion, decision.currentWriteId);
+    },
+  };
+}
+
+function conflict(currentVersion: number, writeId: unknown): SaveResult {
+  return typeof writeId === 'string'
+    ? { status: 'conflict', currentVersion, currentWriteId: writeId }
+    : { status: 'conflict', currentVersion };
+}
+
+function saveParameters(prepared: readonly Prepared[], unit: readonly number[]): unknown[] {
   const keys: string[] = new Array(unit.length);
   const json: string[] = new Array(unit.length);
   const expected: (number | null)[] = new Array(unit.length);
@@ -290,7 +417,7 @@ function saveParameters(prepared: PreparedRecord[], unit: number[]): unknown[] {
     const record = prepared[unit[j]!]!;
     keys[j] = record.key;
     json[j] = record.json;
-    expected[j] = record.expectedVersion ?? null;
+    expected[j] = 'expectedVersion' in record ? (record.expectedVersion ?? null) : null;
     writeIds[j] = record.writeId ?? null;
   }
   return [keys, json.join(RECORD_SEPARATOR), expected, writeIds];

@@ -159,6 +159,55 @@ ORDER BY i.ord`;
 }
 
 /**
+ * Restores a whole batch in one statement. Parameters: $1 text[] of user keys, $2 the JSON texts joined with
+ * RECORD_SEPARATOR, $3 bigint[] of versions, $4 text[] of write ids (NULL = none). Keys must be distinct.
+ *
+ * Each record is inserted at exactly its version, or replaces a stored row (live or tombstone) of a lower
+ * version; ON CONFLICT compares with the newest committed row, so a newer version is never overwritten. One
+ * row per input comes back, in input order: `written` is the version written, or NULL when the stored row was
+ * as new or newer; then `stored` (the row's version in the statement's snapshot, NULL: no row), `live` and
+ * `current_write_id` describe that row, read from the same snapshot.
+ */
+export function restoreSql(table: TableName): string {
+  const t = table.quoted;
+  const row = `FROM ${t} AS s WHERE s.user_id = i.user_id`;
+  return `WITH input AS (
+  SELECT * FROM ROWS FROM (
+    unnest($1::text[]),
+    unnest(string_to_array($2::text, chr(30))),
+    unnest($3::bigint[]),
+    unnest($4::text[])
+  ) WITH ORDINALITY AS i(user_id, data, version, write_id, ord)
+),
+written AS (
+  INSERT INTO ${t} AS t (user_id, data, version, updated_at, write_id)
+  SELECT user_id, data::jsonb, version, now(), write_id FROM input
+  ON CONFLICT (user_id) DO UPDATE
+    SET data = excluded.data, version = excluded.version, updated_at = excluded.updated_at,
+        write_id = excluded.write_id
+    WHERE t.version < excluded.version
+  RETURNING t.user_id, t.version
+)
+SELECT w.version AS written,
+       CASE WHEN w.version IS NULL THEN (SELECT s.version ${row}) END AS stored,
+       CASE WHEN w.version IS NULL THEN (SELECT s.data IS NOT NULL ${row}) END AS live,
+       CASE WHEN w.version IS NULL THEN (SELECT s.write_id ${row}) END AS current_write_id
+FROM input AS i LEFT JOIN written AS w ON w.user_id = i.user_id
+ORDER BY i.ord`;
+}
+
+/**
+ * One page of live users in primary-key order: keyset paging, so a page costs one index range scan however
+ * far the listing has come, and a user live for the whole listing is met exactly once whatever is written
+ * meanwhile. `after` reads the page that follows the key in $1; $2 is the page size. Tombstones are skipped.
+ */
+export function scanSql(table: TableName, { after }: { after: boolean }): string {
+  const from = after ? 'WHERE user_id > $1 AND data IS NOT NULL' : 'WHERE data IS NOT NULL';
+  const limit = after ? '$2' : '$1';
+  return `SELECT user_id, data::text AS data, version FROM ${table.quoted} ${from} ORDER BY user_id LIMIT ${limit}`;
+}
+
+/**
  * SQLSTATE classes that mean "this data was refused", as opposed to a broken connection or a wrong schema:
  * 22 data exception (e.g. 22P05 `\u0000` in jsonb), 23 integrity constraint (e.g. a CHECK a team added),
  * 54 program limit exceeded (e.g. a value too large). Only these make a batch split to find the culprits.
