@@ -104,6 +104,8 @@ function expectClean(summary: Summary, output: string) {
   expect(Object.keys(summary.writes).sort()).toEqual(['interval', 'logout', 'purchase', 'shutdown']);
   expect(summary.timing.startupMs).toBeGreaterThan(0);
   expect(output).toContain("OK: every player's data in the store equals what the server last confirmed");
+  // The address of the live dashboard, on the game server's port.
+  expect(output).toMatch(/ {2}metrics http:\/\/127\.0\.0\.1:\d+\/dashboard /);
   if (summary.mode !== 'crash') expect(summary.bots.lostActions).toBe(0);
 }
 
