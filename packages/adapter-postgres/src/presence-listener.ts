@@ -91,8 +91,11 @@ export class PgListener implements Listener {
     this.#closed = true;
     clearTimeout(this.#retry);
     return this.#serial(async () => {
-      this.#channels.clear();
-      await this.#drop(false);
+      try {
+        await this.#drop(false);
+      } finally {
+        this.#channels.clear();
+      }
     });
   }
 
