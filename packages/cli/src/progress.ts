@@ -10,7 +10,8 @@ export interface ProgressOutput {
 /** How often the display refreshes: a bar on a terminal, a line every few seconds in a log. */
 const BAR_EVERY_MS = 200;
 const LINE_EVERY_MS = 5_000;
-const BAR_WIDTH = 24;
+const MAX_BAR_WIDTH = 30;
+const MIN_BAR_WIDTH = 8;
 
 /**
  * Shows a run's progress while it goes: on a terminal one line redrawn in place with a bar (done/total, rate,
@@ -36,7 +37,7 @@ export class Progress {
   draw(): void {
     const line = this.#output.isTTY ? this.#bar() : this.#line();
     if (this.#output.isTTY) {
-      this.#output.write(`\r\x1b[K${line.slice(0, (this.#output.columns ?? 120) - 1)}`);
+      this.#output.write(`\r\x1b[K${line.slice(0, (this.#output.columns ?? 80) - 1)}`);
       this.#drawn = true;
     } else {
       this.#output.write(`${line}\n`);
@@ -56,13 +57,10 @@ export class Progress {
     const stats = this.#stats;
     const { total, done } = stats;
     const fraction = total ? Math.min(1, done / total) : 0;
-    const filled = Math.round(fraction * BAR_WIDTH);
-    const bar =
-      total === undefined ? '·'.repeat(BAR_WIDTH) : `${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}`;
     const count =
       total === undefined ? `${n(done)}/…` : `${n(done)}/${n(total)} ${Math.floor(fraction * 100)}%`;
-    return [
-      `${this.#label} ${bar} ${count}`,
+    const rest = [
+      count,
       `${n(Math.round(stats.rate()))}/s`,
       `ETA ${eta(stats)}`,
       `conflicts ${n(stats.conflicts)}`,
@@ -71,6 +69,14 @@ export class Progress {
     ]
       .filter(Boolean)
       .join('  ');
+    // The bar takes what the terminal leaves; on a narrow one it goes, the numbers stay.
+    const room = (this.#output.columns ?? 80) - 1 - this.#label.length - rest.length - 2;
+    const width = Math.min(MAX_BAR_WIDTH, room);
+    if (width < MIN_BAR_WIDTH) return `${this.#label} ${rest}`;
+    const filled = Math.round(fraction * width);
+    const bar =
+      total === undefined ? '·'.repeat(width) : `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+    return `${this.#label} ${bar} ${rest}`;
   }
 
   #line(): string {

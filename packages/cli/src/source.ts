@@ -47,18 +47,22 @@ export async function runBounded<T>(
 ): Promise<void> {
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
-  for await (const batch of batches) {
-    if (signal.aborted || failure) break;
-    const running: Promise<void> = task(batch)
-      .catch((error: unknown) => {
-        failure ??= { error };
-      })
-      .finally(() => inFlight.delete(running));
-    inFlight.add(running);
-    if (inFlight.size >= concurrency) await Promise.race(inFlight);
-    if (signal.aborted || failure) break;
+  try {
+    for await (const batch of batches) {
+      if (signal.aborted || failure) break;
+      const running: Promise<void> = task(batch)
+        .catch((error: unknown) => {
+          failure ??= { error };
+        })
+        .finally(() => inFlight.delete(running));
+      inFlight.add(running);
+      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+      if (signal.aborted || failure) break;
+    }
+  } finally {
+    // Also when reading the source failed: the batches in flight finish and are counted before the error.
+    await Promise.all(inFlight);
   }
-  await Promise.all(inFlight);
   if (failure) throw failure.error;
 }
 
