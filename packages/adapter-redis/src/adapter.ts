@@ -2,8 +2,11 @@ import {
   AdapterError,
   ConflictError,
   type PersistenceAdapter,
+  type RestoreRecord,
   type SaveRecord,
   type SaveResult,
+  type ScanOptions,
+  type ScanPage,
   type StoredUser,
   type UserData,
   type UserId,
@@ -15,7 +18,9 @@ import {
   chunkByCountAndSize,
   describeUserId,
   type PreparedRecord,
+  type PreparedRestoreRecord,
   passwordOfUrl,
+  restoreBatch,
   saveBatch,
   wrapDriverError,
 } from '@cagey-sessions/core/adapter-kit';
@@ -30,11 +35,13 @@ import {
   resolveOptions,
   URL_ENV_VAR,
 } from './options.js';
+import { KeyScanner } from './scan.js';
 import {
   deleteScript,
   FOREIGN_VALUE,
   parseStoredValue,
   payloadOf,
+  restoreScript,
   type Script,
   saveScript,
   scripts,
@@ -49,6 +56,29 @@ const KEYS_PER_SCRIPT = 100;
 const BYTES_PER_SCRIPT = 512 * 1024;
 /** Rounds of resending records whose command never ran (NOSCRIPT, or a Cluster slot that moved). */
 const MAX_SEND_ROUNDS = 3;
+
+/** A validated record of either batch kind. */
+type Prepared = PreparedRecord | PreparedRestoreRecord;
+
+/** How a batch kind is written: its script, and the per-record argument before the payload. */
+interface BatchKind<P extends Prepared> {
+  operation: 'save' | 'restore';
+  script: Script;
+  /** `save`: the expected version ('' for an unconditional write); `restore`: the version to store. */
+  versionArgument(record: P): string;
+}
+
+const SAVE: BatchKind<PreparedRecord> = {
+  operation: 'save',
+  script: saveScript,
+  versionArgument: (record) => (record.expectedVersion === undefined ? '' : String(record.expectedVersion)),
+};
+
+const RESTORE: BatchKind<PreparedRestoreRecord> = {
+  operation: 'restore',
+  script: restoreScript,
+  versionArgument: (record) => String(record.version),
+};
 
 /**
  * Stores each user as one string key `<prefix><percent-encoded user key>` holding `<version>:<writeId>:<json>`
@@ -81,6 +111,7 @@ export class RedisAdapter implements PersistenceAdapter {
   /** Prepended by ioredis itself when the client was configured with `keyPrefix`; slots are computed with it. */
   readonly #clientKeyPrefix: string;
   #scriptsLoaded: Promise<void> | undefined;
+  readonly #scanner: KeyScanner;
 
   constructor(options: RedisAdapterOptions) {
     const resolved = resolveOptions(ADAPTER_NAME, options);
@@ -110,6 +141,7 @@ export class RedisAdapter implements PersistenceAdapter {
     this.#secrets.push(...passwordsOf(this.client.options), ...startupNodePasswords(this.client));
     this.isCluster = isCluster(this.client);
     this.#clientKeyPrefix = this.client.options.keyPrefix ?? '';
+    this.#scanner = new KeyScanner(this.client, this.#keyPrefix, this.#clientKeyPrefix);
   }
 
   /** The Redis key holding a user (without a `keyPrefix` the client itself may add). */
@@ -160,13 +192,51 @@ export class RedisAdapter implements PersistenceAdapter {
       async (prepared) => {
         try {
           await this.#ready('save');
-          return await this.#write(prepared);
+          return await this.#write(prepared, SAVE);
         } catch (error) {
           throw this.#explained('save', error);
         }
       },
       { secrets: this.#secrets },
     );
+  }
+
+  /**
+   * Writes each record at exactly its version when its key holds nothing or an older version (live or
+   * tombstone), atomically per key in a Lua script; otherwise its result is a conflict. One pipeline per node.
+   */
+  async restore(records: readonly RestoreRecord[]): Promise<SaveResult[]> {
+    this.#lifecycle.assertOpen('restore');
+    return restoreBatch(
+      this.name,
+      records,
+      async (prepared) => {
+        try {
+          await this.#ready('restore');
+          return await this.#write(prepared, RESTORE);
+        } catch (error) {
+          throw this.#explained('restore', error);
+        }
+      },
+      { secrets: this.#secrets },
+    );
+  }
+
+  /**
+   * Lists live users with `SCAN MATCH <prefix>*` on each master in turn (address order), then reads their
+   * values in one pipeline per node; tombstones are skipped. 1000 users per page unless `limit` says otherwise
+   * (at most 10,000). `SCAN` may return a key more than once, so a user may be listed twice (at least once);
+   * the cursor names the node, its `SCAN` cursor and the keys found but not yet listed.
+   */
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    this.#lifecycle.assertOpen('scan');
+    const request = this.#scanner.parse(options);
+    try {
+      await this.#ready('scan');
+      return await this.#scanner.page(request);
+    } catch (error) {
+      throw this.#wrap('scan', error);
+    }
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
@@ -261,7 +331,7 @@ export class RedisAdapter implements PersistenceAdapter {
     return wrapDriverError(this.name, operation, this.#explained(operation, error, userId), this.#secrets);
   }
 
-  async #write(prepared: PreparedRecord[]): Promise<SaveResult[]> {
+  async #write<P extends Prepared>(prepared: P[], kind: BatchKind<P>): Promise<SaveResult[]> {
     await this.#ensureScripts();
     const keys = prepared.map((record) => this.#keyPrefix + encodeUserKey(record.key));
     const payloads = prepared.map((record) => payloadOf(record.json, record.writeId));
@@ -269,7 +339,7 @@ export class RedisAdapter implements PersistenceAdapter {
     let pending = prepared.map((_, index) => index);
     const sent = pending;
     for (let round = 1; pending.length > 0; round++) {
-      await this.#sendSaves(pending, keys, payloads, prepared, outcomes);
+      await this.#send(kind, pending, keys, payloads, prepared, outcomes);
       if (round === MAX_SEND_ROUNDS) break;
       const retry = pending.filter((index) => isRetriable(outcomes[index]));
       if (retry.length === 0) break;
@@ -281,22 +351,22 @@ export class RedisAdapter implements PersistenceAdapter {
     if (sent.every((index) => outcomes[index] instanceof Error && !isReplyError(outcomes[index]))) {
       throw outcomes[sent[0]!];
     }
-    return prepared.map((record, index) => this.#result(record, outcomes[index]));
+    return prepared.map((record, index) => this.#result(kind.operation, record, outcomes[index]));
   }
 
   /** One record's result from its outcome. */
-  #result(record: PreparedRecord, outcome: Outcome | undefined): SaveResult {
+  #result(operation: string, record: Prepared, outcome: Outcome | undefined): SaveResult {
     if (outcome === undefined) {
       return {
         status: 'error',
         error: new AdapterError(
           this.name,
-          `save failed: no reply for the record of user ${describeUserId(record.userId)}.`,
+          `${operation} failed: no reply for the record of user ${describeUserId(record.userId)}.`,
         ),
       };
     }
     if (outcome instanceof Error) {
-      return { status: 'error', error: this.#wrap('save', outcome, record.userId) };
+      return { status: 'error', error: this.#wrap(operation, outcome, record.userId) };
     }
     if (Array.isArray(outcome)) {
       return { status: 'conflict', currentVersion: -outcome[0], currentWriteId: outcome[1] };
@@ -306,11 +376,12 @@ export class RedisAdapter implements PersistenceAdapter {
   }
 
   /** Sends the given records, one pipeline per node, and fills in their outcomes. */
-  async #sendSaves(
+  async #send<P extends Prepared>(
+    kind: BatchKind<P>,
     indexes: number[],
     keys: string[],
     payloads: string[],
-    prepared: PreparedRecord[],
+    prepared: P[],
     outcomes: Outcome[],
   ): Promise<void> {
     const pipelines = await this.#planPipelines(indexes, keys, prepared);
@@ -322,12 +393,10 @@ export class RedisAdapter implements PersistenceAdapter {
           for (let i = 0; i < chunk.length; i++) args[i] = keys[chunk[i]!]!;
           args[chunk.length] = this.#ttlArgument;
           for (let i = 0; i < chunk.length; i++) {
-            const record = prepared[chunk[i]!]!;
-            args[chunk.length + 1 + 2 * i] =
-              record.expectedVersion === undefined ? '' : String(record.expectedVersion);
+            args[chunk.length + 1 + 2 * i] = kind.versionArgument(prepared[chunk[i]!]!);
             args[chunk.length + 2 + 2 * i] = payloads[chunk[i]!]!;
           }
-          pipeline.evalsha(saveScript.sha, chunk.length, ...args);
+          pipeline.evalsha(kind.script.sha, chunk.length, ...args);
         }
         let replies: [Error | null, unknown][] | null;
         try {
@@ -356,7 +425,7 @@ export class RedisAdapter implements PersistenceAdapter {
    * Splits records into script calls (chunks of one slot) grouped into pipelines (one per node). A standalone
    * server has no slots: everything goes into one pipeline.
    */
-  async #planPipelines(indexes: number[], keys: string[], prepared: PreparedRecord[]): Promise<number[][][]> {
+  async #planPipelines(indexes: number[], keys: string[], prepared: Prepared[]): Promise<number[][][]> {
     if (!this.isCluster) return [scriptCalls(indexes, prepared)];
     const cluster = this.client as Cluster;
     await waitForSlots(cluster);
@@ -466,7 +535,7 @@ export function startupNodePasswords(client: Redis | Cluster): (string | undefin
 }
 
 /** Records (by index) of one slot or server, split into script calls of bounded size. */
-function scriptCalls(indexes: number[], prepared: PreparedRecord[]): number[][] {
+function scriptCalls(indexes: number[], prepared: Prepared[]): number[][] {
   return chunkByCountAndSize(indexes, (index) => prepared[index]!.json.length, {
     maxCount: KEYS_PER_SCRIPT,
     maxSize: BYTES_PER_SCRIPT,

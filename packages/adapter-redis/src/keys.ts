@@ -62,3 +62,23 @@ function encodeWithLoneSurrogates(key: string): string {
   }
   return encoded;
 }
+
+/**
+ * The user key a key part names: the inverse of `encodeUserKey`, or `undefined` for a part it cannot have
+ * produced (a key of another prefix that starts with this one's, e.g. `cagey:user:eu:…` under `cagey:user:`,
+ * holds a `:`; a stray `%`).
+ */
+export function decodeUserKey(part: string): string | undefined {
+  if (part === '' || part.includes(':')) return undefined;
+  try {
+    let key = '';
+    for (const piece of part.split(/(%u[0-9A-F]{4})/)) {
+      key += piece.startsWith('%u')
+        ? String.fromCharCode(Number.parseInt(piece.slice(2), 16))
+        : decodeURIComponent(piece);
+    }
+    return encodeUserKey(key) === part ? key : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -116,6 +116,51 @@ end
 return 1
 `;
 
+/**
+ * Versioned restore of one or more keys (all in one Cluster slot): each key is written at exactly the given
+ * version when it holds nothing or an older version (live or tombstone).
+ * KEYS: the users' keys. ARGV[1]: TTL in milliseconds, '0' for none; then per key: the version (a decimal
+ * string) and the payload, `<writeId>:<json>` or `<json>`.
+ * Returns one entry per key, in the save script's form: the version when written; on conflict '0' when no
+ * live record exists, minus the live version when it has no write id, or the pair {minus the live version, its
+ * write id}; an error reply when the store refused that key.
+ */
+export const RESTORE_SCRIPT = `${PARSE_HEAD}
+local ttl = ARGV[1]
+local results = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local head = redis.pcall('GETRANGE', key, 0, ${HEAD_BYTES - 1})
+  if type(head) == 'table' then
+    results[i] = head
+  else
+    local stored, live, write_id = parse_head(head)
+    local version = ARGV[2 * i]
+    if not stored then
+      results[i] = { err = '${FOREIGN_VALUE} the key holds a value not written by cagey-sessions' }
+    elseif stored >= tonumber(version) then
+      if not live then
+        results[i] = version_reply(0)
+      elseif write_id then
+        results[i] = { version_reply(-stored), write_id }
+      else
+        results[i] = version_reply(-stored)
+      end
+    else
+      local value = version .. ':' .. ARGV[2 * i + 1]
+      local reply
+      if ttl ~= '0' then
+        reply = redis.pcall('SET', key, value, 'PX', ttl)
+      else
+        reply = redis.pcall('SET', key, value)
+      end
+      if type(reply) == 'table' and reply.err then results[i] = reply else results[i] = version end
+    end
+  end
+end
+return results
+`;
+
 export interface Script {
   readonly lua: string;
   readonly sha: string;
@@ -127,7 +172,8 @@ function script(lua: string): Script {
 
 export const saveScript = script(SAVE_SCRIPT);
 export const deleteScript = script(DELETE_SCRIPT);
-export const scripts: readonly Script[] = [saveScript, deleteScript];
+export const restoreScript = script(RESTORE_SCRIPT);
+export const scripts: readonly Script[] = [saveScript, deleteScript, restoreScript];
 
 /** The value the save script stores after `<version>:` for a record. */
 export function payloadOf(json: string, writeId: string | undefined): string {

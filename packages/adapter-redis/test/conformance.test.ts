@@ -28,6 +28,8 @@ function conformance(name: string, url: string): void {
         },
       };
     },
+    // SCAN may return a key more than once (see the README): a user may be listed twice, never missed.
+    capabilities: { scanDelivery: 'atLeastOnce' },
   });
 }
 

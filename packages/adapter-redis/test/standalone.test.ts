@@ -229,7 +229,7 @@ describe.skipIf(!url)('RedisAdapter on a standalone server', () => {
       await raw.script('FLUSH');
       await a.setup();
       const shas = scripts.map((script) => createHash('sha1').update(script.lua).digest('hex'));
-      expect(await raw.script('EXISTS', ...shas)).toEqual([1, 1]);
+      expect(await raw.script('EXISTS', ...shas)).toEqual(scripts.map(() => 1));
     });
   });
 
