@@ -954,6 +954,10 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
       http.off('error', reject);
       resolve();
     });
+  }).catch(async (error: unknown) => {
+    // No server, so nobody will ever call shutdown(): the instrumentation must not stay subscribed.
+    await telemetry?.close();
+    throw error;
   });
   const port = (http.address() as AddressInfo).port;
 
