@@ -5,10 +5,20 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { RedisPresence, type RedisPresenceCommonOptions } from '../src/index.js';
 import { clusterUrl, randomPrefix, rawClient, standaloneUrl } from './helpers.js';
 
+/** A user key's bucket, written out independently: 32-bit FNV-1a of the encoded key, mod 256, two hex digits. */
+function bucket(encoded: string): string {
+  let hash = 2166136261n;
+  for (const character of encoded) {
+    hash = ((hash ^ BigInt(character.charCodeAt(0))) * 16777619n) % 2n ** 32n;
+  }
+  return (hash % 256n).toString(16).padStart(2, '0');
+}
+
 /** The key layout, written out independently of the presence's code. */
 const rawKeys = (prefix: string) => ({
   lease: (nodeId: string) => `${prefix}node:${encodeURIComponent(nodeId)}`,
-  user: (userId: string) => `${prefix}user:${encodeURIComponent(userId)}`,
+  user: (userId: string) =>
+    `${prefix}user:{${bucket(encodeURIComponent(userId))}}:${encodeURIComponent(userId)}`,
   channel: (nodeId: string) => `${prefix}messages:${encodeURIComponent(nodeId)}`,
 });
 
@@ -78,6 +88,14 @@ function presenceTests(label: string, url: string | null): void {
       // No expiry on a user record: it must never lapse while its node is alive.
       expect(await raw.pttl(keys.user('alice'))).toBe(-1);
       expect(await p.locate('alice')).toBe('game-1');
+    });
+
+    it('stores a user under the key the README shows: alice is in bucket e7', async () => {
+      const p = presence();
+      await p.join('game-1', 30_000, () => {});
+      await p.claim('alice', 'game-1');
+      expect(keys.user('alice')).toBe(`${prefix}user:{e7}:alice`);
+      expect(await raw.exists(`${prefix}user:{e7}:alice`)).toBe(1);
     });
 
     it('a claim by the holding incarnation is acquired again and changes nothing', async () => {
@@ -199,9 +217,15 @@ function presenceTests(label: string, url: string | null): void {
       const mine = Array.from({ length: 3000 }, (_, i) => `player-${i}`);
       await Promise.all(mine.map((userId) => a.claim(userId, 'rel-a')));
       await b.claim('theirs', 'rel-b');
+      if ('nodes' in raw) {
+        // The buckets spread the users over every master.
+        const perMaster = await Promise.all(raw.nodes('master').map((n) => n.keys(`${prefix}user:*`)));
+        expect(perMaster.map((k) => k.length).every((count) => count > 500)).toBe(true);
+      }
       const evalsha = vi.spyOn(a.client, 'evalsha');
       await a.release('rel-a', [...mine, 'theirs', 'nobody', 'player-0']);
-      if (!a.isCluster) expect(evalsha.mock.calls.length).toBeLessThanOrEqual(7);
+      // 500 users per script call; on a Cluster one call per bucket (a hash tag) at most, not one per slot.
+      expect(evalsha.mock.calls.length).toBeLessThanOrEqual(a.isCluster ? 256 : 7);
       for (const userId of ['player-0', 'player-1234', 'player-2999']) {
         expect(await raw.exists(keys.user(userId))).toBe(0);
       }
