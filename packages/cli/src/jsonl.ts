@@ -1,7 +1,7 @@
-import { once } from 'node:events';
-import { createReadStream, createWriteStream, renameSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, renameSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
+import { CliError } from './errors.js';
 import type { SourceUser } from './source.js';
 import type { RunStats } from './stats.js';
 
@@ -25,35 +25,67 @@ export interface LineSink {
 export function fileSink(path: string): LineSink {
   const partial = `${path}.partial`;
   const stream = createWriteStream(partial);
-  const closed = new Promise<void>((resolve, reject) => {
-    stream.once('close', resolve);
-    stream.once('error', reject);
+  let failure: Error | undefined;
+  stream.on('error', (error) => {
+    failure ??= error;
   });
+  const closed = new Promise<void>((resolve) => stream.once('close', resolve));
   return {
-    write: (line) => writeWithBackpressure(stream, line),
+    async write(line) {
+      if (failure) throw failure;
+      await writeWithBackpressure(stream, line);
+      if (failure) throw failure;
+    },
     async commit() {
       stream.end();
       await closed;
+      if (failure) throw failure;
       renameSync(partial, path);
     },
     async abandon() {
       stream.end();
-      await closed.catch(() => undefined);
+      await closed;
       rmSync(partial, { force: true });
     },
   };
 }
 
 export function streamSink(stream: Writable): LineSink {
+  // A reader that goes away (`| head`) makes the stream fail with EPIPE: the export stops with that error
+  // instead of an uncaught one.
+  let failure: Error | undefined;
+  const onError = (error: Error) => {
+    failure ??= error;
+  };
+  stream.on('error', onError);
   return {
-    write: (line) => writeWithBackpressure(stream, line),
-    commit: async () => undefined,
-    abandon: async () => undefined,
+    async write(line) {
+      if (failure) throw failure;
+      await writeWithBackpressure(stream, line);
+      if (failure) throw failure;
+    },
+    commit: async () => {
+      stream.off('error', onError);
+    },
+    abandon: async () => {
+      stream.off('error', onError);
+    },
   };
 }
 
 async function writeWithBackpressure(stream: Writable, line: string): Promise<void> {
-  if (!stream.write(line)) await once(stream, 'drain');
+  if (stream.write(line)) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('error', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('error', done);
+    stream.on('close', done);
+  });
 }
 
 /** Bad input in an import: the line and why. */
@@ -98,7 +130,9 @@ export async function* readLines(
 }
 
 export function openInput(path: string | undefined, stdin: Readable): Readable {
-  return path === undefined || path === '-' ? stdin : createReadStream(path);
+  if (path === undefined || path === '-') return stdin;
+  if (!existsSync(path)) throw new CliError('USAGE', `--in ${JSON.stringify(path)}: no such file.`);
+  return createReadStream(path);
 }
 
 /** The user of a line, or why it is not one. */
