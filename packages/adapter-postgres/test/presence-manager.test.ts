@@ -69,7 +69,7 @@ describe.skipIf(url === null)('PostgresPresence with core, on a real server', ()
       child.kill('SIGKILL');
       await once(child, 'exit');
       const session = await manager.create();
-      // Node a never answers: the claim succeeds once its lease (1 s) has run out, well within handoffTimeout.
+      // Node a never answers: the claim succeeds once its lease (3 s) has run out, within handoffTimeout (10 s).
       expect(await session.identify('hero')).toEqual({ gold: 7 });
       expect(await presence.locate('hero')).toBe('b');
     } finally {
