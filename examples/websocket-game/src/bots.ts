@@ -37,6 +37,11 @@ export const ADVERSARIAL_KINDS = BOT_KINDS.filter((kind) => kind !== 'player');
 
 export interface BotOptions {
   url: string;
+  /**
+   * Several servers sharing a presence: each connection goes to one of them at random (then `url` is unused).
+   * A player who comes back elsewhere is taken over from the server that held it.
+   */
+  urls?: readonly string[];
   userId: string;
   random: Random;
   kind?: BotKind;
@@ -77,6 +82,8 @@ export interface BotCounters {
   closedFlood: number;
   closedReplaced: number;
   closedSlow: number;
+  /** Closed because the player logged in on another server, which took the player over (4003). */
+  closedHandedOff: number;
   /** Connections lost without a close frame (a crash, a dropped socket). */
   connectionsLost: number;
   /** Reconnects that resumed the session within the grace period. */
@@ -112,6 +119,7 @@ function zeroCounters(): BotCounters {
     closedFlood: 0,
     closedReplaced: 0,
     closedSlow: 0,
+    closedHandedOff: 0,
     connectionsLost: 0,
     resumed: 0,
     reloaded: 0,
@@ -202,8 +210,8 @@ export class Bot {
   }
   readonly #shared: { serverGone: boolean };
   lastError: string | undefined;
-  readonly #options: Required<Omit<BotOptions, 'onPurchase' | 'auth' | 'shared'>> &
-    Pick<BotOptions, 'onPurchase' | 'auth'>;
+  readonly #options: Required<Omit<BotOptions, 'onPurchase' | 'auth' | 'shared' | 'urls'>> &
+    Pick<BotOptions, 'onPurchase' | 'auth' | 'urls'>;
   #view: { v: number; state: Player } | undefined;
   #link: Link | undefined;
   #token: string | undefined;
@@ -630,7 +638,8 @@ export class Bot {
   async #recover(deadline: number): Promise<void> {
     const link = this.#link;
     this.#link = undefined;
-    const unexpected = link !== undefined && !link.closedByUs;
+    // Closed because the player went to another server (4003) is a handoff, not a server gone unexpectedly.
+    const unexpected = link !== undefined && !link.closedByUs && link.closeCode !== CLOSE_CODES.HANDED_OFF;
     if (link !== undefined) await closeLink(link, 2000);
     await this.#loginWithRetry(
       this.#token,
@@ -821,7 +830,12 @@ export class Bot {
 
   #openLink(): Promise<Link> {
     return new Promise<Link>((resolve, reject) => {
-      const ws = new WebSocket(this.#options.url);
+      const urls = this.#options.urls;
+      const url =
+        urls === undefined || urls.length === 0
+          ? this.#options.url
+          : urls[Math.floor(this.#options.random() * urls.length)]!;
+      const ws = new WebSocket(url);
       const link: Link = {
         ws,
         pending: new Map(),
@@ -861,6 +875,7 @@ export class Bot {
           if (code === CLOSE_CODES.POLICY) this.counters.closedFlood++;
           else if (code === CLOSE_CODES.REPLACED) this.counters.closedReplaced++;
           else if (code === CLOSE_CODES.TOO_SLOW) this.counters.closedSlow++;
+          else if (code === CLOSE_CODES.HANDED_OFF) this.counters.closedHandedOff++;
           else if (code === 1006 && opened) this.counters.connectionsLost++;
         }
         for (const [seq, pending] of link.pending) {
@@ -994,6 +1009,8 @@ export function seededRandom(seed: number): Random {
 
 export interface BotFleetOptions {
   url: string;
+  /** Several servers: each connection goes to one of them at random (see `BotOptions.urls`). */
+  urls?: readonly string[];
   players: number;
   /** How many of the players are adversarial (the last ones), their kinds in turn. Default 0. */
   adversarial?: number;
@@ -1037,6 +1054,7 @@ export function startBots(options: BotFleetOptions): BotFleet {
     bots.push(
       new Bot({
         url: options.url,
+        ...(options.urls === undefined ? {} : { urls: options.urls }),
         userId,
         kind,
         random: seededRandom(Math.floor(random() * 2 ** 32)),

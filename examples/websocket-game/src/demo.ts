@@ -16,6 +16,7 @@ import type { FaultProxy } from '@cagey-sessions/fault-proxy';
 import { authToken } from './auth.js';
 import { ADVERSARIAL_KINDS, type BotCounters, type BotFleet, type BotKind, startBots } from './bots.js';
 import { parseDuration, parseInteger, UsageError } from './cli.js';
+import { clusterOptions, runCluster } from './cluster.js';
 import type { Player } from './game.js';
 import { type LaunchOptions, launchServer, type ServerExit, type ServerProcess } from './launch.js';
 import type { ServerStats, WriteCause } from './server.js';
@@ -58,7 +59,10 @@ const USAGE = `Usage: pnpm demo [options]
   --interval <time>      how often the server flushes changed player data (default 3s)
   --call-timeout <time>  how long one store call may take (default 10s; 1s with --outage)
   --seed <n>             seed for the bots' choices (default: random)
-  --report <file>        also write the summary as JSON to this file`;
+  --report <file>        also write the summary as JSON to this file
+  --nodes <n>            run n game servers on one store and one presence, bots reconnecting to any of them
+                         (default 1; more needs a server store: postgres, started for the run without DATABASE_URL)
+  --presence <kind>      with --nodes: postgres | redis (default redis when REDIS_URL is set, else postgres)`;
 
 type Mode = 'graceful' | 'crash' | 'outage';
 
@@ -78,6 +82,8 @@ interface DemoOptions {
   callTimeoutMs: number;
   seed: number;
   reportFile: string | undefined;
+  nodes: number;
+  presence: string | undefined;
 }
 
 interface CrashSummary {
@@ -173,6 +179,8 @@ function parseOptions(argv: string[]): DemoOptions | undefined {
       'call-timeout': { type: 'string' },
       seed: { type: 'string' },
       report: { type: 'string' },
+      nodes: { type: 'string', default: '1' },
+      presence: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -221,6 +229,8 @@ function parseOptions(argv: string[]): DemoOptions | undefined {
         ? Math.floor(Math.random() * 2 ** 31)
         : parseInteger('seed', values.seed, 0, 2 ** 32 - 1),
     reportFile: values.report === undefined ? undefined : resolve(values.report),
+    nodes: parseInteger('nodes', values.nodes, 1, 16),
+    presence: values.presence,
   };
   if (mode === 'outage' && options.durationMs - options.outageMs - 1500 < 500) {
     throw new UsageError(
@@ -923,6 +933,8 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  // Several servers: src/cluster.ts.
+  if (options.nodes > 1) return (await runCluster(clusterOptions(options))).ok ? 0 : 1;
   const summary = await runDemo(options);
   return summary.ok ? 0 : 1;
 }

@@ -222,6 +222,11 @@ export const CLOSE_CODES = {
   LOGIN_TIMEOUT: 4001,
   /** Replies piled up unread beyond `maxBufferedBytes` for longer than `slowReaderTimeoutMs`. */
   TOO_SLOW: 4002,
+  /**
+   * With several servers: the player logged in on another server, which took the player over (this server
+   * stored the player first). Reconnect anywhere: the player is there.
+   */
+  HANDED_OFF: 4003,
 } as const;
 
 export const CLOSE_REPLACED = CLOSE_CODES.REPLACED;

@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import type { PersistenceAdapter } from '@cagey-sessions/core';
 import { hmacAuthenticator } from './auth.js';
 import { consoleLogger, isLevel, parseDuration, parseInteger, UsageError } from './cli.js';
+import { type ClusterNode, isPresenceKind, openClusterNode } from './cluster-node.js';
 import type { ParentToServer, ServerToParent } from './launch.js';
 import { DEFAULT_LIMITS, type Limits, type ShutdownReport, startGameServer } from './server.js';
 import { defaultDataDir, isStoreKind, openStore, STORE_KINDS } from './stores.js';
@@ -41,6 +42,11 @@ const USAGE = `Usage: ${START_COMMAND} [options]
   --login-timeout <d>         close 4001 when no login succeeded by then (default ${seconds(DEFAULT_LIMITS.loginTimeoutMs)})
   --rate-limit <n>/<burst>    requests per second per player, and burst; "off" to disable (default ${DEFAULT_LIMITS.rateLimit?.perSecond}/${DEFAULT_LIMITS.rateLimit?.burst})
   --log-level <level>         debug | info | warn | error (default info)
+  --presence <kind>           redis | postgres: run beside other servers on the same store, one live session
+                              per player across them (URL from PRESENCE_URL, else REDIS_URL / DATABASE_URL)
+  --node-id <id>              this server's name in the presence (default game-<pid>)
+  --lease-ttl <d>             how long this server's players outlive its last lease renewal (default 5s)
+  --lives-log <file>          append each session's start and end and each handoff, as JSON lines
 Environment: GAME_AUTH_SECRET (16+ characters) makes every login carry auth = base64url(HMAC-SHA256(secret, userId)).`;
 
 async function main(): Promise<number> {
@@ -65,6 +71,10 @@ async function main(): Promise<number> {
       'rate-limit': { type: 'string' },
       'fault-control': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
+      presence: { type: 'string' },
+      'node-id': { type: 'string' },
+      'lease-ttl': { type: 'string' },
+      'lives-log': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -89,6 +99,22 @@ async function main(): Promise<number> {
       if (process.send === undefined || !process.connected) resolve();
       else process.send(message, undefined, {}, () => resolve());
     });
+
+  const presence = values.presence;
+  if (presence !== undefined && !isPresenceKind(presence))
+    throw new UsageError('--presence must be redis or postgres.');
+  const cluster: ClusterNode | undefined =
+    presence === undefined
+      ? undefined
+      : await openClusterNode({
+          presence,
+          nodeId: values['node-id'] ?? `game-${process.pid}`,
+          namespace: values.namespace,
+          ...(values['lease-ttl'] === undefined
+            ? {}
+            : { leaseTtlMs: parseDuration('lease-ttl', values['lease-ttl']) }),
+          ...(values['lives-log'] === undefined ? {} : { livesLog: values['lives-log'] }),
+        });
 
   const openStarted = performance.now();
   const store = await openStore(values.store, { dataDir: values['data-dir'], namespace: values.namespace });
@@ -132,7 +158,9 @@ async function main(): Promise<number> {
       telemetry: { store: store.kind },
       ...(secret === undefined ? {} : { authenticate: hmacAuthenticator(secret) }),
       ...(store.tuning === undefined ? {} : { tuning: store.tuning }),
+      ...(cluster === undefined ? {} : { cluster: cluster.options }),
     });
+    cluster?.watch(server.manager);
     log.info?.({ store: store.location }, `game server listening on ${server.url}`);
     log.info?.(`play in a browser: http://${server.url.slice('ws://'.length)}/`);
     log.info?.(
@@ -167,6 +195,7 @@ async function main(): Promise<number> {
     contents = store.contents?.();
   } finally {
     await store.close();
+    await cluster?.close();
   }
   const { stats } = result;
   if (result.unsaved.length === 0) {

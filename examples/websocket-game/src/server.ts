@@ -21,6 +21,7 @@ import {
   type PersistenceAdapter,
   PersistenceError,
   type PersistenceOptions,
+  type Presence,
   type Session,
   type SessionManager,
   userKey,
@@ -130,8 +131,21 @@ export interface GameServerOptions {
    * server's port; `false` serves neither. Default: on, the store named after the adapter.
    */
   telemetry?: TelemetryOptions | false;
+  /**
+   * Several servers on one store: a presence they share keeps one live session per player across them (a login
+   * here takes the player over from the server holding it; see src/cluster.ts). Default: this server alone.
+   */
+  cluster?: ClusterOptions;
   log?: Logger;
   random?: Random;
+}
+
+/** The core presence options of a server that runs beside others (see `GameServerOptions.cluster`). */
+export interface ClusterOptions {
+  presence: Presence;
+  nodeId: string;
+  leaseTtl?: Duration;
+  handoffTimeout?: Duration;
 }
 
 /** Why a write reached the store, by what the server was doing when it was stored. */
@@ -170,6 +184,8 @@ export interface ServerStats {
   resumed: number;
   /** Logins without the token that took a live session of the same player over from another connection. */
   takeovers: number;
+  /** Sessions another server took over (`kicked`: the player logged in there), with a cluster. */
+  handedOff: number;
   /**
    * Sessions ended because their player did not come back within the grace period (only once their data was
    * stored: while the store is down, the session waits).
@@ -187,6 +203,7 @@ export interface ServerStats {
     tooSlow: number;
     heartbeat: number;
     replaced: number;
+    handedOff: number;
   };
   /** The most reply bytes ever waiting for one client. */
   peakBufferedBytes: number;
@@ -328,6 +345,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
           ...options.tuning,
         },
       },
+      ...options.cluster,
     },
   );
 
@@ -348,6 +366,7 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     logins: 0,
     resumed: 0,
     takeovers: 0,
+    handedOff: 0,
     expired: 0,
     cancelled: 0,
     peakBufferedBytes: 0,
@@ -359,7 +378,15 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     shutdown: 0,
   };
   const refused: Partial<Record<ErrorCode, number>> = {};
-  const closed = { flood: 0, tooBig: 0, loginTimeout: 0, tooSlow: 0, heartbeat: 0, replaced: 0 };
+  const closed = {
+    flood: 0,
+    tooBig: 0,
+    loginTimeout: 0,
+    tooSlow: 0,
+    heartbeat: 0,
+    replaced: 0,
+    handedOff: 0,
+  };
   const connections = new Set<Connection>();
   const graceTimers = new Map<Session<Player>, NodeJS.Timeout>();
   /** Rate-limit buckets by player, shared by the player's connections; forgotten once full again. */
@@ -380,6 +407,19 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     log.warn?.({ userId: session.userId }, 'player data changed elsewhere; disconnecting the stale session');
     detach(session, CLOSE_CODES.REPLACED, 'your data changed on another server');
     void session.destroy(false).catch(() => {});
+  });
+
+  manager.on('kicked', (session, info) => {
+    // The player logged in on another server (or this one lost its lease): close the connection so the client
+    // reconnects; core stores the player before the other server loads it.
+    counters.handedOff++;
+    session.set(ENDING, 'logout');
+    const to = info.nodeId === undefined ? 'another server' : `server ${info.nodeId}`;
+    detach(
+      session,
+      CLOSE_CODES.HANDED_OFF,
+      info.reason === 'lease-lost' ? 'this server lost its lease' : `you logged in on ${to}`,
+    );
   });
 
   function writeCause(session: Session<Player>): WriteCause {
@@ -498,7 +538,8 @@ export async function startGameServer(options: GameServerOptions): Promise<GameS
     session.set(CONNECTION, undefined);
     conn.session = undefined;
     deactivate(conn);
-    closed.replaced++;
+    if (code === CLOSE_CODES.HANDED_OFF) closed.handedOff++;
+    else closed.replaced++;
     conn.ws.close(code, reason);
   }
 
