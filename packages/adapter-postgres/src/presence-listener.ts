@@ -70,9 +70,13 @@ export class PgListener implements Listener {
   listen(channel: string): Promise<void> {
     return this.#serial(async () => {
       this.#assertOpen();
+      // A connection opened now (the first, or one replacing a dropped connection before the scheduled
+      // reconnection got to it) listens to every channel, not only the new one.
+      const channels = this.#lease === undefined ? [...this.#channels, channel] : [channel];
       const lease = await this.#connected();
-      await lease.connection.query(`LISTEN "${channel}"`);
+      await lease.connection.query(channels.map((name) => `LISTEN "${name}"`).join('; '));
       this.#channels.add(channel);
+      this.#attempt = 0;
     });
   }
 

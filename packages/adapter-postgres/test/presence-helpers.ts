@@ -114,3 +114,26 @@ export function counting(client: PostgresClient): { client: PostgresClient; stat
   });
   return { client: proxy, statements };
 }
+
+/**
+ * Sends until the receiver has the message: a notification sent while the listening connection is away is lost
+ * (the contract allows it), so the first sends after a restart may go nowhere. Bounded: the listener retries
+ * with at most 5 s between attempts.
+ */
+export async function sendUntilReceived(
+  sender: PostgresPresence,
+  nodeId: string,
+  received: PresenceMessage[],
+  userId: string,
+): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    try {
+      await sender.send(nodeId, message(userId));
+    } catch {
+      // The sender's pool may hold connections the restart broke; each fails once.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    if (received.some((m) => m.userId === userId)) return;
+  }
+  throw new Error(`${nodeId} never received ${userId}`);
+}

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createPostgresPresence, PostgresPresence, type PostgresPresenceOptions } from '../src/index.js';
 import { newPool, randomTable, serverUrl } from './helpers.js';
-import { inbox, message } from './presence-helpers.js';
+import { inbox, message, sendUntilReceived } from './presence-helpers.js';
 
 const url = serverUrl('adapter-postgres: presence options and connections');
 
@@ -142,6 +142,37 @@ describe.skipIf(url === null)('PostgresPresence connections, on a real server', 
       await presence.close();
       await sender.close();
       await client.end();
+    }
+  });
+
+  it('a node that joins while the listening connection is being reopened leaves the other nodes their messages', async () => {
+    const table = randomTable('p');
+    const name = `presence-${table}`;
+    const presence = new PostgresPresence({ url: url!, table, clientOptions: { application_name: name } });
+    const sender = new PostgresPresence({ url: url!, table });
+    try {
+      await presence.setup();
+      const [toA, toB] = [inbox(), inbox()];
+      await presence.join('a', 30_000, toA.onMessage);
+      await sendUntilReceived(sender, 'a', toA.messages, 'before');
+      // Cut the listening connection, then join another node at once: before the scheduled reconnection.
+      await raw.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'`,
+        [name],
+      );
+      for (let attempt = 0; attempt < 50; attempt++) {
+        if (
+          await presence.join('b', 30_000, toB.onMessage).then(
+            () => true,
+            () => false,
+          )
+        )
+          break;
+      }
+      await sendUntilReceived(sender, 'b', toB.messages, 'b-after');
+      await sendUntilReceived(sender, 'a', toA.messages, 'a-after');
+    } finally {
+      await Promise.all([presence.close(), sender.close()]);
     }
   });
 

@@ -1,36 +1,12 @@
-import type { PresenceMessage } from '@cagey-sessions/core';
 import { type RunningServer, startPostgres } from '@cagey-sessions/test-servers';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresPresence } from '../src/index.js';
 import { newPool, randomTable, serverUrl } from './helpers.js';
-import { inbox, message } from './presence-helpers.js';
+import { inbox, sendUntilReceived } from './presence-helpers.js';
 
 // This file restarts and kills a server, so it starts its own instead of sharing the run's.
 const available = serverUrl('adapter-postgres: presence across a server restart') !== null;
-
-/**
- * Sends until the receiver has the message: a notification sent while the listening connection is away is lost
- * (the contract allows it), so the first sends after a restart may go nowhere. Bounded: the listener retries
- * with at most 5 s between attempts.
- */
-async function sendUntilReceived(
-  sender: PostgresPresence,
-  nodeId: string,
-  received: PresenceMessage[],
-  userId: string,
-): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    try {
-      await sender.send(nodeId, message(userId));
-    } catch {
-      // The sender's pool may hold connections the restart broke; each fails once.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    if (received.some((m) => m.userId === userId)) return;
-  }
-  throw new Error(`${nodeId} never received ${userId}`);
-}
 
 describe.skipIf(!available)('PostgresPresence across a server restart', () => {
   let server: RunningServer;
