@@ -97,7 +97,11 @@ export class RedisPresence implements Presence {
       this.client = source.client;
       this.#lifecycle = new ClientLifecycle(PRESENCE_NAME, { given: source.client });
     } else {
-      const client = openClient(PRESENCE_NAME, source.url, resolved.clientOptions, this.connectTimeoutMs!);
+      // Without an offline queue, a call made while the connection is down fails at once instead of waiting in
+      // ioredis: a Cluster whose nodes all went away after the gate saw it ready would otherwise hold the call
+      // until the cluster is back, however long that takes. The gate already waits for a connection.
+      const clientOptions = { enableOfflineQueue: false, ...resolved.clientOptions };
+      const client = openClient(PRESENCE_NAME, source.url, clientOptions, this.connectTimeoutMs!);
       this.client = client;
       this.#gate = new ConnectionGate(client, this.connectTimeoutMs!);
       this.#lifecycle = new ClientLifecycle(PRESENCE_NAME, { open: () => client, release: closeClient });
@@ -416,6 +420,13 @@ export class RedisPresence implements Presence {
   }
 
   #wrap(operation: string, error: unknown): Error {
+    if (error instanceof Error && /enableOfflineQueue options is false/.test(error.message)) {
+      return new AdapterError(
+        this.name,
+        `${operation} failed: no connection to Redis (the client is reconnecting); nothing was sent.`,
+        { cause: wrapDriverError(this.name, operation, error, this.#secrets).cause },
+      );
+    }
     if (error instanceof Error && error.name === 'MaxRetriesPerRequestError') {
       return new AdapterError(
         this.name,

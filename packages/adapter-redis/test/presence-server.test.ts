@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import type { PresenceMessage } from '@cagey-sessions/core';
-import { type RunningServer, startRedis } from '@cagey-sessions/test-servers';
+import { type RunningServer, startRedis, startRedisCluster } from '@cagey-sessions/test-servers';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisPresence } from '../src/index.js';
-import { randomPrefix, standaloneUrl } from './helpers.js';
+import { clusterUrl, randomPrefix, standaloneUrl } from './helpers.js';
 
 /** Sends `message` every 50 ms until `received` has it: a message published while a subscriber is away is lost. */
 async function sendUntilReceived(
@@ -95,6 +95,48 @@ describe.skipIf(!standaloneUrl())('RedisPresence against a server it can lose', 
       expect(text).not.toContain(wrong);
     } finally {
       await presence.close();
+    }
+  });
+});
+
+// A Cluster of this file's own, killed and restarted as a whole.
+describe.skipIf(!clusterUrl())('RedisPresence against a Cluster it can lose', () => {
+  let cluster: RunningServer & { nodes: readonly { host: string; port: number }[] };
+  let url: string;
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3 });
+    url = `redis+cluster://${cluster.nodes.map((node) => `${node.host}:${node.port}`).join(',')}`;
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('after every node was killed and restarted, messages arrive again and nodes re-join', async () => {
+    const prefix = randomPrefix('csrv');
+    const a = new RedisPresence({ url, prefix, connectTimeout: 500 });
+    const b = new RedisPresence({ url, prefix, connectTimeout: 500 });
+    const toA: PresenceMessage[] = [];
+    const toB: PresenceMessage[] = [];
+    try {
+      await a.join('c-a', 60_000, (m) => toA.push(m));
+      await b.join('c-b', 60_000, (m) => toB.push(m));
+      await sendUntilReceived(b, 'c-a', { type: 'release', userId: 'm0', from: 'c-b' }, toA);
+
+      await cluster.kill();
+      await expect(a.claim('during', 'c-a')).rejects.toMatchObject({ code: 'ADAPTER_ERROR' });
+      await cluster.restart();
+
+      expect(await once(() => a.renew('c-a', 60_000))).toBe(false);
+      // The message connection (a Cluster's subscriber node) was lost and is chosen and subscribed again.
+      await sendUntilReceived(b, 'c-a', { type: 'release', userId: 'm1', from: 'c-b' }, toA);
+      await sendUntilReceived(a, 'c-b', { type: 'released', userId: 'm2', from: 'c-a' }, toB);
+      await once(() => a.join('c-a', 60_000, (m) => toA.push(m)));
+      expect(await once(() => a.claim('after', 'c-a'))).toEqual({ acquired: true });
+      expect(await once(() => b.locate('after'))).toBe('c-a');
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 });
