@@ -3,7 +3,8 @@
  * (./tarball.ts) and run through @arethetypeswrong/cli; then they are installed with npm into an empty project
  * outside the repository, next to the drivers' current releases. There `npm ls` must be clean and a second
  * `npm install` must pass, and the READMEs' quick starts (core and adapter-postgres, verbatim) and the two
- * consumers in ../consumer (ES modules and CommonJS) are compiled against the packed declarations and run.
+ * consumers in ../consumer (ES modules and CommonJS) are compiled against the packed declarations and run, and
+ * the installed `cagey-sessions` command is run on PGlite directories (./cli-binary.ts).
  * No database is started: MemoryAdapter and PGlite store, the Redis and Mongo adapters get clients that never
  * connect.
  *
@@ -23,6 +24,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkCliBinary } from './cli-binary.js';
 import { checkTarball, type Manifest } from './tarball.js';
 
 const toolDir = fileURLToPath(new URL('../', import.meta.url));
@@ -226,6 +228,14 @@ try {
     const run = sh('node', [program], { cwd: appDir, env, timeout: RUN_TIMEOUT_MS });
     console.log(`(exit ${run.status ?? `killed after ${RUN_TIMEOUT_MS / 1000} s`})`);
     if (run.status !== 0) problems.push(`node ${program} exited with ${run.status ?? 'a timeout'}`);
+  }
+
+  step('the cagey-sessions command (npx, on PGlite directories)');
+  try {
+    checkCliBinary(appDir, env);
+    console.log('cagey-sessions: --help, count, export, import (twice), verify and export to stdout: ok');
+  } catch (error) {
+    problems.push(`cagey-sessions: ${error instanceof Error ? error.message : String(error)}`);
   }
 } catch (error) {
   failed = true;
