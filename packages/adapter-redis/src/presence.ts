@@ -316,6 +316,8 @@ export class RedisPresence implements Presence {
   #subscriberFor(): MessageSubscriber {
     // A connection of the same kind and settings as the client: its duplicate (a caller's client stays theirs).
     if (this.#subscriber === undefined) {
+      // close() may have run since the caller's last check: a connection opened now would never be closed.
+      this.#lifecycle.assertOpen('join');
       const client = this.client;
       const connection = isCluster(client) ? client.duplicate() : client.duplicate();
       this.#subscriber = new MessageSubscriber(connection, this.connectTimeoutMs);
