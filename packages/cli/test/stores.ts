@@ -18,7 +18,13 @@ export function servers() {
         `\n!!! ${name} is not installed: tests of @cagey-sessions/cli that need it are SKIPPED.\n`,
       );
   }
-  return { postgres, redis, mongo, all: Boolean(postgres && redis && mongo) };
+  return {
+    postgres,
+    redis,
+    mongo,
+    mongoIsFerretDB: inject('mongoIsFerretDB'),
+    all: Boolean(postgres && redis && mongo),
+  };
 }
 
 /** A fresh PostgreSQL table holding `count` awkward players (some written twice, so versions vary). */
