@@ -75,6 +75,10 @@ export class PresenceCoordinator {
   /** Claims waiting for a holder's `released` message, by user. */
   readonly #waiting = new Map<string, Set<() => void>>();
   #joined: Promise<boolean> | undefined;
+  /** Bumped at every lapse: a claim or renewal answered after one belongs to a dead incarnation. */
+  #incarnation = 0;
+  /** When the lease ends by this process's clock (`performance.now()`), from the last renewal sent in time. */
+  #leaseEnd = Number.NEGATIVE_INFINITY;
   #renewTimer: NodeJS.Timeout | undefined;
   #lapseTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -150,6 +154,7 @@ export class PresenceCoordinator {
       if (remaining <= 0) break;
       const joined = await withTimeout(this.#ready(), remaining);
       if (joined !== true) break;
+      const incarnation = this.#incarnation;
       let claimed: ClaimResult;
       try {
         claimed = await this.#call('claim', () => this.#presence.claim(key, this.nodeId));
@@ -157,6 +162,13 @@ export class PresenceCoordinator {
       } catch (error) {
         lastError = toError(error);
         await this.#pause(Math.min(POLL_MS, deadline - performance.now()));
+        continue;
+      }
+      // Answered after the lease lapsed (or so late that it may have): the claim was made under a dead
+      // incarnation, which other nodes take over without asking. Claim again under the new one.
+      if (incarnation !== this.#incarnation) continue;
+      if (performance.now() >= this.#leaseEnd) {
+        this.#lapse();
         continue;
       }
       if (claimed.acquired) {
@@ -377,8 +389,9 @@ export class PresenceCoordinator {
   #renewed(sent: number): void {
     const ttl = this.#options.leaseTtl;
     const margin = Math.max(ttl / 10, 20);
+    this.#leaseEnd = sent + ttl - margin;
     clearTimeout(this.#lapseTimer);
-    this.#lapseTimer = setTimeout(() => this.#lapse(), sent + ttl - margin - performance.now()).unref();
+    this.#lapseTimer = setTimeout(() => this.#lapse(), this.#leaseEnd - performance.now()).unref();
     this.#scheduleRenewal(ttl / 3);
   }
 
@@ -390,6 +403,7 @@ export class PresenceCoordinator {
 
   async #renew(): Promise<void> {
     if (this.#closed) return;
+    const incarnation = this.#incarnation;
     const sent = performance.now();
     let renewed: boolean;
     try {
@@ -402,7 +416,8 @@ export class PresenceCoordinator {
       if (!this.#closed) this.#scheduleRenewal(this.#options.leaseTtl / 10);
       return;
     }
-    if (this.#closed) return;
+    // A renewal answered after a lapse renewed nothing of the new incarnation.
+    if (this.#closed || incarnation !== this.#incarnation) return;
     if (renewed) this.#renewed(sent);
     else this.#lapse();
   }
@@ -412,6 +427,8 @@ export class PresenceCoordinator {
     if (this.#closed || this.#joined === undefined) return;
     clearTimeout(this.#renewTimer);
     clearTimeout(this.#lapseTimer);
+    this.#incarnation++;
+    this.#leaseEnd = Number.NEGATIVE_INFINITY;
     this.#joined = undefined;
     const lost = [...this.#held];
     this.#held.clear();

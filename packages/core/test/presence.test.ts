@@ -18,6 +18,7 @@ import {
   type HandoffMessage,
   type KickInfo,
   PersistenceError,
+  type Presence,
   type Session,
   SessionManager,
   type SessionManagerOptions,
@@ -303,6 +304,50 @@ describe('leases', () => {
     const again = await a.login('u1');
     expect(again.isDestroyed).toBe(false);
     expect(hub.holderOf('u1')).toBe('a');
+  });
+
+  it('a claim answered after the lease lapsed is made again under the new lease, so a later login still kicks', async () => {
+    const { hub, node } = cluster();
+    const inner = new MemoryPresence({ hub });
+    let joins = 0;
+    let slowClaim = false;
+    let renewFails = false;
+    // A presence whose claim is done at once but answered only after the node's lease has lapsed (renewals
+    // fail meanwhile) and the node has joined again: a reply delayed in a busy network or process.
+    const slow: Presence = {
+      name: 'slow',
+      join: (...args) => {
+        joins++;
+        return inner.join(...args);
+      },
+      renew: (...args) => (renewFails ? Promise.reject(new Error('renew lost')) : inner.renew(...args)),
+      claim: async (...args) => {
+        const result = await inner.claim(...args);
+        if (slowClaim) {
+          slowClaim = false;
+          renewFails = true;
+          const joined = joins;
+          await expect.poll(() => joins, { timeout: 5_000 }).toBeGreaterThan(joined);
+          renewFails = false;
+        }
+        return result;
+      },
+      release: (...args) => inner.release(...args),
+      locate: (...args) => inner.locate(...args),
+      send: (...args) => inner.send(...args),
+      leave: (...args) => inner.leave(...args),
+      close: () => inner.close(),
+    };
+    const a = node('a', { presence: slow, leaseTtl: 300 });
+    const b = node('b');
+    await a.login('warm-up'); // joined
+    slowClaim = true;
+    const onA = await a.login('u1');
+    expect(onA.isDestroyed).toBe(false);
+    expect(hub.holderOf('u1')).toBe('a');
+    const onB = await b.login('u1');
+    expect(onA.isDestroyed).toBe(true); // asked and kicked, not overtaken behind its back
+    expect(onB.isDestroyed).toBe(false);
   });
 
   it('renews its lease: a user held longer than leaseTtl is not taken without a handoff', async () => {

@@ -1,11 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import {
-  AdapterError,
-  type ClaimResult,
-  type Presence,
-  type PresenceMessage,
-  StateError,
-} from '@cagey-sessions/core';
+import { AdapterError, type ClaimResult, type Presence, type PresenceMessage } from '@cagey-sessions/core';
 
 /** A node's current incarnation: its token and when its lease ends (`performance.now()` time). */
 interface Incarnation {
@@ -45,28 +39,28 @@ export class PresenceHub {
     if (node !== undefined) node.expiresAt = Number.NEGATIVE_INFINITY;
   }
 
-  /** @internal */
-  join(nodeId: string, ttlMs: number, onMessage: Incarnation['onMessage']): void {
-    this.#nodes.set(nodeId, {
-      token: randomBytes(8).toString('hex'),
-      expiresAt: performance.now() + ttlMs,
-      onMessage,
-    });
+  /** @internal Starts a new incarnation of `nodeId`; resolves its token. */
+  join(nodeId: string, ttlMs: number, onMessage: Incarnation['onMessage']): string {
+    const token = randomBytes(8).toString('hex');
+    this.#nodes.set(nodeId, { token, expiresAt: performance.now() + ttlMs, onMessage });
+    return token;
   }
 
   /** @internal */
-  renew(nodeId: string, ttlMs: number): boolean {
-    const node = this.#nodes.get(nodeId);
+  renew(nodeId: string, token: string | undefined, ttlMs: number): boolean {
+    const node = this.#current(nodeId, token);
     if (node === undefined || node.expiresAt <= performance.now()) return false;
     node.expiresAt = performance.now() + ttlMs;
     return true;
   }
 
   /** @internal */
-  claim(userId: string, nodeId: string): ClaimResult {
-    const node = this.#nodes.get(nodeId);
+  claim(userId: string, nodeId: string, token: string | undefined): ClaimResult {
+    const node = this.#current(nodeId, token);
     if (node === undefined || node.expiresAt <= performance.now()) {
-      throw new StateError('PRESENCE_UNAVAILABLE', `Node ${nodeId} has not joined, or its lease expired.`);
+      throw new AdapterError('memory', `claim(): node ${nodeId} has not joined, or its lease expired.`, {
+        code: 'PRESENCE_UNAVAILABLE',
+      });
     }
     const holder = this.#users.get(userId);
     const me = { nodeId, token: node.token };
@@ -80,8 +74,8 @@ export class PresenceHub {
   }
 
   /** @internal */
-  release(nodeId: string, userIds: readonly string[]): void {
-    const token = this.#nodes.get(nodeId)?.token;
+  release(nodeId: string, token: string | undefined, userIds: readonly string[]): void {
+    if (this.#current(nodeId, token) === undefined) return;
     for (const userId of userIds) {
       const holder = this.#users.get(userId);
       if (holder?.nodeId === nodeId && holder.token === token) this.#users.delete(userId);
@@ -105,8 +99,14 @@ export class PresenceHub {
   }
 
   /** @internal */
-  leave(nodeId: string): void {
-    this.#nodes.delete(nodeId);
+  leave(nodeId: string, token: string | undefined): void {
+    if (this.#current(nodeId, token) !== undefined) this.#nodes.delete(nodeId);
+  }
+
+  /** The node's incarnation if `token` is its current one (a restarted process has a newer one). */
+  #current(nodeId: string, token: string | undefined): Incarnation | undefined {
+    const node = this.#nodes.get(nodeId);
+    return node !== undefined && node.token === token ? node : undefined;
   }
 
   #alive(holder: Holder): boolean {
@@ -127,6 +127,8 @@ export interface MemoryPresenceOptions {
 export class MemoryPresence implements Presence {
   readonly name = 'memory';
   readonly hub: PresenceHub;
+  /** The incarnation this presence started for each node id it joined, as a process holds its own. */
+  readonly #tokens = new Map<string, string>();
   #cut = false;
   #closed = false;
 
@@ -146,24 +148,25 @@ export class MemoryPresence implements Presence {
 
   async join(nodeId: string, ttlMs: number, onMessage: (message: PresenceMessage) => void): Promise<void> {
     this.#check('join');
-    this.hub.join(nodeId, ttlMs, (message) => {
+    const token = this.hub.join(nodeId, ttlMs, (message) => {
       if (!this.#cut) onMessage(message);
     });
+    this.#tokens.set(nodeId, token);
   }
 
   async renew(nodeId: string, ttlMs: number): Promise<boolean> {
     this.#check('renew');
-    return this.hub.renew(nodeId, ttlMs);
+    return this.hub.renew(nodeId, this.#tokens.get(nodeId), ttlMs);
   }
 
   async claim(userId: string, nodeId: string): Promise<ClaimResult> {
     this.#check('claim');
-    return this.hub.claim(userId, nodeId);
+    return this.hub.claim(userId, nodeId, this.#tokens.get(nodeId));
   }
 
   async release(nodeId: string, userIds: readonly string[]): Promise<void> {
     this.#check('release');
-    this.hub.release(nodeId, userIds);
+    this.hub.release(nodeId, this.#tokens.get(nodeId), userIds);
   }
 
   async locate(userId: string): Promise<string | undefined> {
@@ -178,7 +181,8 @@ export class MemoryPresence implements Presence {
 
   async leave(nodeId: string): Promise<void> {
     this.#check('leave');
-    this.hub.leave(nodeId);
+    this.hub.leave(nodeId, this.#tokens.get(nodeId));
+    this.#tokens.delete(nodeId);
   }
 
   async close(): Promise<void> {
