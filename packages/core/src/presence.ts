@@ -178,8 +178,9 @@ export class PresenceCoordinator {
         }
         return this.#acquired(key, claimed.previousOwner);
       }
-      holder = claimed.owner;
-      if (performance.now() - askedAt >= ASK_AGAIN_MS) {
+      // A new holder (another login got the user first) is asked at once; the same one again after a while.
+      if (claimed.owner !== holder || performance.now() - askedAt >= ASK_AGAIN_MS) {
+        holder = claimed.owner;
         askedAt = performance.now();
         this.#send(holder, { type: 'release', userId: key, from: this.nodeId });
       }

@@ -217,6 +217,21 @@ describe('handoff between nodes', () => {
     expect(((await fromB) as PersistenceError).code).toBe('HANDOFF_TIMEOUT');
   });
 
+  it('two logins at once elsewhere: the later one asks the new holder at once, and both resolve in turn', async () => {
+    const { node } = cluster();
+    const a = node('a');
+    // Shorter than the pause before asking the same holder again: only an immediate ask of the new holder works.
+    const b = node('b', { handoffTimeout: 800 });
+    const c = node('c', { handoffTimeout: 800 });
+    const onA = await a.login('u1');
+    onA.userData!.gold = 3;
+    const [onB, onC] = await Promise.all([b.login('u1'), c.login('u1')]);
+    expect(onA.isDestroyed).toBe(true);
+    const live = [onB, onC].filter((session) => !session.isDestroyed);
+    expect(live).toHaveLength(1);
+    expect(live[0]!.userData).toEqual({ gold: 3 });
+  });
+
   it('one live session per user while players hop between three nodes at random', async () => {
     const { store, node } = cluster();
     const nodes = [node('a'), node('b'), node('c')];
