@@ -14,8 +14,8 @@ afterAll(async () => {
 
 runPresenceConformance({
   name: 'PostgresPresence (PGlite in-process)',
-  // The suite's lease checks sleep fractions of this and expect renewals in time: 400 ms (its default) failed
-  // once under a full test run on 2 busy cores (load average 15), so the leases are longer here.
+  // The suite's lease checks sleep fractions of this and expect renewals in time: 400 ms (its first default)
+  // failed once in a full test run on 2 busy cores (load average 15), so the leases are longer here.
   leaseTtlMs: 2_000,
   createPresence: async ({ namespace }) => {
     const presence = new PostgresPresence({ client: db, table: namespace });

@@ -26,8 +26,8 @@ if (url === null) {
 
   runPresenceConformance({
     name: 'PostgresPresence (server)',
-    // The suite's lease checks sleep fractions of this and expect renewals in time: 400 ms (its default) failed
-    // once under a full test run on 2 busy cores (load average 15), so the leases are longer here.
+    // The suite's lease checks sleep fractions of this and expect renewals in time: 400 ms (its first default)
+    // failed once in a full test run on 2 busy cores (load average 15), so the leases are longer here.
     leaseTtlMs: 2_000,
     // Each presence opens its own pool and listening connection from the URL: one process per node.
     createPresence: async ({ namespace }) => {
