@@ -350,8 +350,12 @@ export const restoreChecks: Check[] = [
       );
     },
   },
+];
+
+/** In the concurrency group: a store whose conditional writes are not atomic cannot pass it (see its README). */
+export const restoreConcurrencyChecks: Check[] = [
   {
-    group: 'restore',
+    group: 'concurrency',
     method: 'restore',
     name: 'two processes restoring one user at versions 1 to 20 at once leave version 20 stored',
     async run(t) {

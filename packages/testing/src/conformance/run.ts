@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import { batchChecks, isolationChecks } from './checks-batches.js';
 import { idChecks, loadChecks, roundTripChecks } from './checks-data.js';
 import { lifecycleChecks } from './checks-lifecycle.js';
-import { restoreChecks } from './checks-restore.js';
+import { restoreChecks, restoreConcurrencyChecks } from './checks-restore.js';
 import { scanChecks } from './checks-scan.js';
 import { concurrencyChecks, deleteChecks, versionChecks } from './checks-versions.js';
 import { writeIdChecks } from './checks-write-ids.js';
@@ -24,7 +24,7 @@ export const conformanceChecks: Readonly<Record<ConformanceGroup, readonly Check
   isolation: isolationChecks,
   batches: batchChecks,
   delete: deleteChecks,
-  concurrency: concurrencyChecks,
+  concurrency: [...concurrencyChecks, ...restoreConcurrencyChecks],
   ids: idChecks,
   scan: scanChecks,
   restore: restoreChecks,
@@ -115,6 +115,10 @@ function checkOptions(options: ConformanceOptions<PersistenceAdapter>): void {
   const batchSize = options?.capabilities?.batchSize;
   if (batchSize !== undefined && !(Number.isSafeInteger(batchSize) && batchSize >= 1)) {
     problems.push('capabilities.batchSize must be a positive integer');
+  }
+  const scanUsers = options?.capabilities?.scanUsers;
+  if (scanUsers !== undefined && !(Number.isSafeInteger(scanUsers) && scanUsers >= 100)) {
+    problems.push('capabilities.scanUsers must be an integer of at least 100');
   }
   const delivery = options?.capabilities?.scanDelivery;
   if (delivery !== undefined && delivery !== 'exactlyOnce' && delivery !== 'atLeastOnce') {

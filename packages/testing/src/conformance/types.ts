@@ -46,6 +46,11 @@ export interface ConformanceCapabilities {
    * (Redis `SCAN` may return a key twice; duplicates are then allowed, a missing user still fails).
    */
   scanDelivery?: 'exactlyOnce' | 'atLeastOnce';
+  /**
+   * Users the large scan check writes and lists (default 10,000). Lower it only for a stand-in server too slow
+   * for that (each check has `testTimeout`); the check then notes that it listed fewer.
+   */
+  scanUsers?: number;
 }
 
 export interface ConformanceOptions<A extends PersistenceAdapter = PersistenceAdapter> {

@@ -3,8 +3,12 @@ import { fileURLToPath } from 'node:url';
 import {
   ConflictError,
   type PersistenceAdapter,
+  type RestoreRecord,
   type SaveRecord,
   type SaveResult,
+  type ScannedUser,
+  type ScanOptions,
+  type ScanPage,
   type StoredUser,
   type UserData,
   type UserId,
@@ -15,13 +19,19 @@ import {
   checkIdentifier,
   checkOptionKeys,
   clientOrUrl,
+  decideRestore,
   decideWrite,
+  encodeCursor,
   invalidOptions,
   type PreparedRecord,
+  type PreparedRestoreRecord,
   parsePositiveInteger,
+  parseScanOptions,
+  restoreBatch,
   type StoredVersion,
   saveBatch,
   userKey,
+  type WriteDecision,
   wrapDriverError,
 } from '@cagey-sessions/core/adapter-kit';
 import initSqlJs, { type Database, type SqlJsStatic, type SqlValue } from 'sql.js';
@@ -30,6 +40,9 @@ const ADAPTER_NAME = 'sqlite';
 const DEFAULT_TABLE = 'cagey_user_data';
 /** sql.js is synchronous: a batch holds the event loop for its whole run, so batches stay small. */
 const DEFAULT_BATCH_SIZE = 200;
+/** Users in a `scan` page without a `limit`, and the most a page holds. */
+const DEFAULT_SCAN_LIMIT = 500;
+const MAX_SCAN_LIMIT = 5000;
 
 export interface SqliteAdapterOptions {
   /** A sql.js `Database` you own. The adapter uses it and never closes it. */
@@ -126,20 +139,27 @@ export class SqliteAdapter implements PersistenceAdapter {
 
   async save(records: readonly SaveRecord[]): Promise<SaveResult[]> {
     const db = await this.#database('save');
-    return saveBatch(ADAPTER_NAME, records, async (prepared) => this.#write(db, prepared));
+    return saveBatch(ADAPTER_NAME, records, async (prepared) =>
+      this.#write(db, 'save', prepared, (record, stored) => decideWrite(record.expectedVersion, stored)),
+    );
   }
 
   /**
-   * One transaction for the batch: each record's stored state is read, `decideWrite` applies the version
-   * rules, and the record is written or reported as a conflict. `saveBatch` has validated the records and
-   * refused a user's second record, so every key here is distinct. A record whose values SQLite refuses gets
-   * its own error result; any other error rolls the whole batch back and `saveBatch` wraps it: the batch
-   * rejects, nothing of it written.
+   * One transaction for the batch: each record's stored state is read, `decide` applies the version rules
+   * (`decideWrite` for `save`, `decideRestore` for `restore`), and the record is written or reported as a
+   * conflict. `saveBatch` (or `restoreBatch`) has validated the records and refused a user's second record, so
+   * every key here is distinct. A record whose values SQLite refuses gets its own error result; any other
+   * error rolls the whole batch back and the kit wraps it: the batch rejects, nothing of it written.
    */
-  #write(db: Database, prepared: PreparedRecord[]): SaveResult[] {
+  #write<P extends PreparedRecord | PreparedRestoreRecord>(
+    db: Database,
+    operation: 'save' | 'restore',
+    prepared: P[],
+    decide: (record: P, stored: StoredVersion) => WriteDecision,
+  ): SaveResult[] {
     return transaction(db, () =>
       prepared.map((record): SaveResult => {
-        const decision = decideWrite(record.expectedVersion, this.#stored(db, record.key));
+        const decision = decide(record, this.#stored(db, record.key));
         if (!decision.write) {
           return {
             status: 'conflict',
@@ -156,14 +176,14 @@ export class SqliteAdapter implements PersistenceAdapter {
           );
         } catch (error) {
           if (!refusesValue(error)) throw error;
-          return { status: 'error', error: wrapDriverError(ADAPTER_NAME, 'save', error) };
+          return { status: 'error', error: wrapDriverError(ADAPTER_NAME, operation, error) };
         }
         return { status: 'ok', version: decision.version };
       }),
     );
   }
 
-  /** What the table holds for `key`, in the shape `decideWrite` takes. A tombstone keeps its version. */
+  /** What the table holds for `key`, in the shape `decideWrite` and `decideRestore` take. A tombstone keeps its version. */
   #stored(db: Database, key: string): StoredVersion {
     const row = firstRow(
       db,
@@ -172,6 +192,53 @@ export class SqliteAdapter implements PersistenceAdapter {
     );
     if (row === undefined) return { version: 0, live: false };
     return { version: row[0] as number, live: row[1] === 1, writeId: (row[2] as string | null) ?? undefined };
+  }
+
+  /**
+   * Writes each record with exactly its `version` where the table holds nothing for the user or an older
+   * version, live or tombstone (`decideRestore`); otherwise the result is a conflict. The same transaction
+   * and the same per-record errors as `save`.
+   */
+  async restore(records: readonly RestoreRecord[]): Promise<SaveResult[]> {
+    const db = await this.#database('restore');
+    return restoreBatch(ADAPTER_NAME, records, async (prepared) =>
+      this.#write(db, 'restore', prepared, (record, stored) => decideRestore(record.version, stored)),
+    );
+  }
+
+  /**
+   * Lists live users a page at a time in `user_id` order. Keyset paging (`user_id > ?`, the cursor holding the
+   * last key listed) lists every user live for the whole listing exactly once, whatever is written meanwhile.
+   */
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    const { position, limit } = parseScanOptions(ADAPTER_NAME, options, {
+      defaultLimit: DEFAULT_SCAN_LIMIT,
+      maxLimit: MAX_SCAN_LIMIT,
+      readPosition: (key) => (typeof key === 'string' ? key : undefined),
+    });
+    const db = await this.#database('scan');
+    let rows: SqlValue[][];
+    try {
+      // Every user key is a non-empty string, so `> ''` is the first page.
+      rows =
+        db.exec(
+          `SELECT user_id, data, version FROM ${this.table}
+           WHERE user_id > ? AND data IS NOT NULL ORDER BY user_id LIMIT ?`,
+          [position ?? '', limit],
+        )[0]?.values ?? [];
+    } catch (error) {
+      throw wrapDriverError(ADAPTER_NAME, 'scan', error);
+    }
+    const users = rows.map(
+      ([userId, data, version]): ScannedUser => ({
+        userId: userId as string,
+        userData: JSON.parse(data as string) as UserData,
+        version: version as number,
+      }),
+    );
+    // A short page is the last one; after a full page the next one may be empty.
+    const last = users.length === limit ? users.at(-1)?.userId : undefined;
+    return { users, cursor: last === undefined ? undefined : encodeCursor(ADAPTER_NAME, last) };
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
