@@ -92,6 +92,7 @@ export class SessionManager<T extends object = UserData> extends AsyncEventEmitt
         evict: (key, info) => this.#evict(key, info),
         whenSettled: (key) => this.#pipeline.whenSettled(key),
         inUse: (key) => this.#byUser.has(key),
+        holdsData: (key) => this.#pipeline.holds(key),
       });
     if (this.#options.interval !== undefined) {
       // unref: the timer alone never keeps the process alive.

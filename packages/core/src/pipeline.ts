@@ -82,6 +82,12 @@ export class PersistencePipeline<Owner> {
     });
   }
 
+  /** Whether the user's data is held (bound to a live session, or a destroyed session's not yet stored). */
+  holds(key: string): boolean {
+    const state = this.#users.get(key);
+    return state !== undefined && !state.dropped;
+  }
+
   /** The users held: bound to live sessions, and destroyed sessions' data not yet stored. */
   users(): IterableIterator<UserState<Owner>> {
     return this.#users.values();

@@ -31,6 +31,8 @@ export interface PresenceHost {
   whenSettled(key: string): Promise<void>;
   /** Whether a live session on this node has the user. */
   inUse(key: string): boolean;
+  /** Whether this process holds data of the user (a live session's, or a destroyed one's not yet stored). */
+  holdsData(key: string): boolean;
 }
 
 /** A user claimed for this node; `bound()` must be called once the session has it (or gave up). */
@@ -215,9 +217,10 @@ export class PresenceCoordinator {
     this.#binding.set(key, binding);
     let done = false;
     return {
-      // An earlier incarnation of this node is not fenced off: its writes are this process's own, queued in
-      // order behind the same user's state.
-      previousOwner: previousOwner === this.nodeId ? undefined : previousOwner,
+      // An earlier incarnation of this process is not fenced off while this process still holds the user's
+      // data: its writes are queued in order behind that same state. The same node id without that data is
+      // another process (a restart under the same id), fenced like any other node.
+      previousOwner: previousOwner === this.nodeId && this.#host.holdsData(key) ? undefined : previousOwner,
       bound: () => {
         if (!done) {
           done = true;

@@ -58,7 +58,8 @@ function cluster(): Cluster {
         adapter: faulty,
         presence,
         nodeId,
-        leaseTtl: 300,
+        // Long enough that a busy machine's timer delays never make a lease lapse unless a test wants it to.
+        leaseTtl: 2_000,
         handoffTimeout: 2_000,
         userData: { persistence: { retry: { initialDelay: 5, maxDelay: 20 } } },
         ...options,
@@ -303,6 +304,21 @@ describe('leases', () => {
     expect(store.peek('u1')).toEqual({ userData: { gold: 1 }, version: 2 });
   });
 
+  it('a process restarted under the same node id fences off the old one like any other node', async () => {
+    const { store, node } = cluster();
+    const old = node('a');
+    const onOld = await old.login('u1');
+    onOld.userData!.gold = 1;
+    await onOld.persistNow();
+    old.presence.cut(); // the old process hangs; a new one starts with the same node id
+    const restarted = node('a');
+    const onNew = await restarted.login('u1');
+    expect(onNew.version).toBe(2); // fenced
+    onOld.userData!.gold = 1_000;
+    await expect(onOld.persistNow()).rejects.toBeInstanceOf(ConflictError);
+    expect(store.peek('u1')).toEqual({ userData: { gold: 1 }, version: 2 });
+  });
+
   it('a node that cannot renew its lease kicks its players before the lease ends', async () => {
     const { hub, node } = cluster();
     const a = node('a', { leaseTtl: 200 });
@@ -367,11 +383,11 @@ describe('leases', () => {
 
   it('renews its lease: a user held longer than leaseTtl is not taken without a handoff', async () => {
     const { node } = cluster();
-    const a = node('a', { leaseTtl: 150 });
+    const a = node('a', { leaseTtl: 500 });
     const b = node('b');
     const onA = await a.login('u1');
     const seen = kicks(onA);
-    await sleep(500);
+    await sleep(1_500);
     expect(seen).toEqual([]);
     await b.login('u1');
     expect(seen).toEqual([{ reason: 'login-elsewhere', nodeId: 'b' }]);
