@@ -2,8 +2,12 @@ import {
   AdapterError,
   ConflictError,
   type PersistenceAdapter,
+  type RestoreRecord,
   type SaveRecord,
   type SaveResult,
+  type ScannedUser,
+  type ScanOptions,
+  type ScanPage,
   type StoredUser,
   type UserId,
   userKey,
@@ -12,11 +16,14 @@ import {
   ClientLifecycle,
   checkExpectedVersion,
   describeUserId,
+  encodeCursor,
+  parseScanOptions,
+  restoreBatch,
   saveBatch,
   wrapDriverError,
 } from '@cagey-sessions/core/adapter-kit';
 import { type Collection, MongoClient, MongoServerError } from 'mongodb';
-import { MAX_ROUNDS, writeRecords } from './bulk-write.js';
+import { MAX_ROUNDS, type WriteContext, writeRecords } from './bulk-write.js';
 import { STORED_VERSION_PROJECTION, storedVersionOf, type UserDocument } from './documents.js';
 import {
   type CreateMongoAdapterOptions,
@@ -27,6 +34,10 @@ import {
 
 export const ADAPTER_NAME = 'mongo';
 const NAMESPACE_EXISTS = 48;
+/** Users in a `scan` page when the caller gives no `limit`. */
+export const DEFAULT_SCAN_LIMIT = 1000;
+/** The most users a `scan` page holds; a larger `limit` is lowered to this. */
+export const MAX_SCAN_LIMIT = 10_000;
 
 /** What the adapter opens its database from: a `MongoClient`, or the `Db` the caller passed. */
 type Databases = Pick<MongoClient, 'db'>;
@@ -113,15 +124,64 @@ export class MongoAdapter implements PersistenceAdapter {
     return await saveBatch(
       ADAPTER_NAME,
       records,
-      (prepared) =>
-        writeRecords(prepared, {
-          adapterName: ADAPTER_NAME,
-          maxUpdatesPerBulkWrite: this.#maxUpdatesPerBulkWrite,
-          open: () => this.#open('save'),
-          wrap: (operation, error) => this.#wrap(operation, error),
-        }),
+      (prepared) => writeRecords(prepared, this.#writeContext('save')),
       { secrets: this.#secrets },
     );
+  }
+
+  /**
+   * Writes each record at exactly its version where the collection holds no document for the user or one
+   * (live or tombstone) of a lower version; otherwise its result is a conflict. One `find` reads the stored
+   * versions of the batch (a conflict needs no write), then one unordered bulkWrite writes the rest, each
+   * operation conditioned on the version read: an insert where no document was (a duplicate key is a race,
+   * settled by reading again), an update of exactly that version otherwise.
+   */
+  async restore(records: readonly RestoreRecord[]): Promise<SaveResult[]> {
+    this.#lifecycle.assertOpen('restore');
+    return await restoreBatch(
+      ADAPTER_NAME,
+      records,
+      (prepared) => writeRecords(prepared, this.#writeContext('restore')),
+      { secrets: this.#secrets },
+    );
+  }
+
+  /**
+   * Lists live users in `_id` order (the server's binary string order), `limit` per page (default 1000, at most
+   * 10,000): one `find({ _id: { $gt: <cursor> } })` sorted on `_id` with a limit per page, a range on the `_id`
+   * index. The cursor holds the last `_id` listed, so every user live for the whole listing is listed exactly
+   * once whatever is written meanwhile.
+   */
+  async scan(options?: ScanOptions): Promise<ScanPage> {
+    const { position, limit } = parseScanOptions(ADAPTER_NAME, options, {
+      defaultLimit: DEFAULT_SCAN_LIMIT,
+      maxLimit: MAX_SCAN_LIMIT,
+      readPosition: (key) => (typeof key === 'string' && key !== '' ? key : undefined),
+    });
+    const collection = await this.#open('scan');
+    // Tombstones are filtered while the `_id` index is walked, so pages hold live users only.
+    const live = { deleted: { $ne: true as const } };
+    let documents: UserDocument[];
+    try {
+      documents = await collection
+        .find(position === undefined ? live : { _id: { $gt: position }, ...live }, {
+          projection: { data: 1, version: 1, deleted: 1 },
+          sort: { _id: 1 },
+          limit,
+          batchSize: limit,
+        })
+        .toArray();
+    } catch (error) {
+      throw this.#wrap('scan', error);
+    }
+    const users: ScannedUser[] = [];
+    for (const document of documents) {
+      if (document.data === undefined) continue;
+      users.push({ userId: document._id, userData: document.data, version: document.version });
+    }
+    // A short page is the last one; a full one may be followed by an empty page.
+    const last = documents.length === limit ? documents.at(-1)?._id : undefined;
+    return { users, cursor: last === undefined ? undefined : encodeCursor(ADAPTER_NAME, last) };
   }
 
   async delete(userId: UserId, expectedVersion?: number): Promise<boolean> {
@@ -164,6 +224,15 @@ export class MongoAdapter implements PersistenceAdapter {
     } catch (error) {
       throw this.#wrap('close', error);
     }
+  }
+
+  #writeContext(operation: 'save' | 'restore'): WriteContext {
+    return {
+      adapterName: ADAPTER_NAME,
+      maxUpdatesPerBulkWrite: this.#maxUpdatesPerBulkWrite,
+      open: () => this.#open(operation),
+      wrap: (op, error) => this.#wrap(op, error),
+    };
   }
 
   /** A driver error as an `AdapterError`, with this adapter's passwords removed from it. */

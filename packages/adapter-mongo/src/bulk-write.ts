@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { AdapterError, type SaveResult, type UserId } from '@cagey-sessions/core';
 import {
   chunkByCountAndSize,
+  decideRestore,
   decideWrite,
   describeUserId,
   type PreparedRecord,
+  type PreparedRestoreRecord,
   type StoredVersion,
 } from '@cagey-sessions/core/adapter-kit';
 import { type AnyBulkWriteOperation, type Collection, MongoBulkWriteError } from 'mongodb';
@@ -44,8 +46,10 @@ interface Pending {
   userId: UserId;
   key: string;
   data: Record<string, unknown>;
-  /** The caller's expectedVersion; undefined for an unconditional write. */
+  /** The caller's expectedVersion; undefined for an unconditional write (and for a restore). */
   expected: number | undefined;
+  /** A restore: the exact version to store (where the stored one is older); undefined for a save. */
+  restoring: number | undefined;
   plan: Plan;
   /** Stored with every attempt of this record: the record's own write id, else one the adapter made up. */
   writeId: string;
@@ -68,7 +72,11 @@ type Outcome = { kind: 'ok' } | { kind: 'error'; error: Error } | { kind: 'unkno
  * a conditional write that finds another version is a conflict, and nothing is reported written that the
  * server did not confirm or the read did not find.
  */
-export async function writeRecords(prepared: PreparedRecord[], context: WriteContext): Promise<SaveResult[]> {
+export async function writeRecords(
+  prepared: (PreparedRecord | PreparedRestoreRecord)[],
+  context: WriteContext,
+): Promise<SaveResult[]> {
+  const operation = prepared.some((record) => 'version' in record) ? 'restore' : 'save';
   const results: (SaveResult | undefined)[] = new Array(prepared.length);
   const batchId = randomBytes(6).toString('base64url');
   let pending: Pending[] = [];
@@ -81,7 +89,8 @@ export async function writeRecords(prepared: PreparedRecord[], context: WriteCon
       results[slot] = { status: 'error', error: error as Error };
       continue;
     }
-    const expected = record.expectedVersion;
+    const expected = 'expectedVersion' in record ? record.expectedVersion : undefined;
+    const restoring = 'version' in record ? record.version : undefined;
     // A conditional write is first sent for the state it expects: none (0), or a live document at its version.
     const plan: Plan =
       expected === undefined || expected === 0 ? { kind: 'insert' } : { kind: 'update', from: expected };
@@ -91,6 +100,7 @@ export async function writeRecords(prepared: PreparedRecord[], context: WriteCon
       key: record.key,
       data,
       expected,
+      restoring,
       plan,
       writeId: record.writeId ?? `${INTERNAL_WRITE_ID}${batchId}.${slot}`,
       alone: false,
@@ -101,22 +111,38 @@ export async function writeRecords(prepared: PreparedRecord[], context: WriteCon
   const collection = await context.open();
   const unconditional = pending.filter((entry) => entry.expected === undefined);
   if (unconditional.length > 0) {
-    // An unconditional write still reports the version it made, so it writes conditionally on what it read.
+    // An unconditional write still reports the version it made, so it writes conditionally on what it read;
+    // a restore writes only over an older version, so it reads first too, and needs no write for a conflict.
     const states = await readStoredVersions(
       collection,
       unconditional.map((entry) => entry.key),
     );
-    for (const entry of unconditional) entry.plan = planFor(states.get(entry.key) ?? NEVER_WRITTEN);
+    const writing: Pending[] = [];
+    for (const entry of pending) {
+      if (entry.expected !== undefined) {
+        writing.push(entry);
+        continue;
+      }
+      const stored = states.get(entry.key) ?? NEVER_WRITTEN;
+      const refused = entry.restoring === undefined ? undefined : conflictOf(entry, stored);
+      if (refused === undefined) {
+        entry.plan = planFor(stored);
+        writing.push(entry);
+      } else {
+        results[entry.slot] = refused;
+      }
+    }
+    pending = writing;
   }
 
   for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
-    const outcome = await send(collection, pending, new Date(), round === 0, context);
+    const outcome = await send(collection, pending, new Date(), round === 0, operation, context);
 
     const toRead: Pending[] = [];
     for (let i = 0; i < pending.length; i++) {
       const entry = pending[i]!;
       const status = outcome[i]!;
-      if (status.kind === 'ok') results[entry.slot] = { status: 'ok', version: newVersion(entry.plan) };
+      if (status.kind === 'ok') results[entry.slot] = { status: 'ok', version: newVersion(entry) };
       else if (status.kind === 'error') results[entry.slot] = { status: 'error', error: status.error };
       else {
         entry.alone = status.kind === 'suspect';
@@ -136,7 +162,7 @@ export async function writeRecords(prepared: PreparedRecord[], context: WriteCon
       );
     } catch (error) {
       // Some of these may have been written, but nothing proves it: they fail, each with its own result.
-      const wrapped = context.wrap('save (reading back writes whose outcome is unknown)', error);
+      const wrapped = context.wrap(`${operation} (reading back writes whose outcome is unknown)`, error);
       for (const entry of toRead) results[entry.slot] = { status: 'error', error: wrapped };
       pending = [];
       break;
@@ -154,7 +180,7 @@ export async function writeRecords(prepared: PreparedRecord[], context: WriteCon
       status: 'error',
       error: new AdapterError(
         context.adapterName,
-        `save of user ${describeUserId(entry.userId)} lost ${MAX_ROUNDS} races with concurrent writers; retry it.`,
+        `${operation} of user ${describeUserId(entry.userId)} lost ${MAX_ROUNDS} races with concurrent writers; retry it.`,
       ),
     };
   }
@@ -183,6 +209,7 @@ async function send(
   pending: Pending[],
   updatedAt: Date,
   mayThrow: boolean,
+  operation: string,
   context: WriteContext,
 ): Promise<Outcome[]> {
   const outcome: Outcome[] = new Array(pending.length);
@@ -203,7 +230,7 @@ async function send(
         // Thrown before any command was sent (no connection yet, an invalid operation): nothing was written.
         if (mayThrow && c === 0) throw error;
         // Earlier bulkWrites were written; this one's records fail on their own.
-        const wrapped = context.wrap('save', error);
+        const wrapped = context.wrap(operation, error);
         for (const i of chunk) outcome[i] = { kind: 'error', error: wrapped };
         continue;
       }
@@ -276,29 +303,32 @@ function chunksOf(pending: Pending[], maxUpdates: number): number[][] {
 
 function operationFor(entry: Pending, updatedAt: Date): AnyBulkWriteOperation<UserDocument> {
   const { key, data, plan, writeId } = entry;
+  const version = newVersion(entry);
   switch (plan.kind) {
     case 'insert':
-      return { insertOne: { document: { _id: key, data, version: 1, updatedAt, writeId } } };
+      return { insertOne: { document: { _id: key, data, version, updatedAt, writeId } } };
     case 'update':
       return {
         updateOne: {
           filter: { _id: key, version: plan.from, deleted: { $ne: true } },
           // `data` is replaced whole as a value: its keys were checked, and a $set value is never an operator.
-          update: { $set: { data, version: plan.from + 1, updatedAt, writeId } },
+          update: { $set: { data, version, updatedAt, writeId } },
         },
       };
     case 'revive':
       return {
         updateOne: {
           filter: { _id: key, version: plan.from, deleted: true },
-          update: { $set: { data, version: plan.from + 1, updatedAt, writeId }, $unset: { deleted: '' } },
+          update: { $set: { data, version, updatedAt, writeId }, $unset: { deleted: '' } },
         },
       };
   }
 }
 
-function newVersion(plan: Plan): number {
-  return plan.kind === 'insert' ? 1 : plan.from + 1;
+/** The version a write of `entry` stores: a restore's own, else the next after what its plan expects. */
+function newVersion(entry: Pending): number {
+  if (entry.restoring !== undefined) return entry.restoring;
+  return entry.plan.kind === 'insert' ? 1 : entry.plan.from + 1;
 }
 
 /** The write over `stored`, conditioned on it: an insert where no document is, else an update or a revival. */
@@ -319,16 +349,27 @@ function planFor(stored: StoredVersion): Plan {
  */
 function decide(entry: Pending, stored: StoredVersion): SaveResult | undefined {
   if (stored.live && stored.writeId === entry.writeId) return { status: 'ok', version: stored.version };
-  const decision = decideWrite(entry.expected, stored);
-  if (!decision.write) {
-    return {
-      status: 'conflict',
-      currentVersion: decision.currentVersion,
-      currentWriteId: callerWriteId(decision.currentWriteId),
-    };
-  }
+  const refused = conflictOf(entry, stored);
+  if (refused !== undefined) return refused;
   entry.plan = planFor(stored);
   return undefined;
+}
+
+/**
+ * The conflict `entry` meets over `stored`, by `decideRestore` for a restore (an equal or newer version, live
+ * or tombstone) and `decideWrite` for a save; undefined when it is to be written.
+ */
+function conflictOf(entry: Pending, stored: StoredVersion): SaveResult | undefined {
+  const decision =
+    entry.restoring === undefined
+      ? decideWrite(entry.expected, stored)
+      : decideRestore(entry.restoring, stored);
+  if (decision.write) return undefined;
+  return {
+    status: 'conflict',
+    currentVersion: decision.currentVersion,
+    currentWriteId: callerWriteId(decision.currentWriteId),
+  };
 }
 
 /** A stored write id as the caller knows it: the ones the adapter made up are not reported. */

@@ -44,7 +44,13 @@ function options(url: string): ConformanceOptions<MongoAdapter> {
       };
     },
     // Field names MongoDB would read as operators or paths are refused by the adapter (see the README).
-    capabilities: { rejectedUserData: { stats: { 'gold.total': 1 } } },
+    capabilities: {
+      rejectedUserData: { stats: { 'gold.total': 1 } },
+      // FerretDB 1.x reads the whole collection for a find sorted on _id (each scan page) and for every
+      // conditional update: 10,000 users take minutes there. A real MongoDB (MONGODB_URI) lists 10,000.
+      ...(onFerretDB() ? { scanUsers: 2000 } : {}),
+    },
+    testTimeout: onFerretDB() ? 180_000 : 60_000,
   };
 }
 
