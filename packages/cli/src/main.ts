@@ -136,10 +136,10 @@ class Command {
     return store;
   }
 
-  #scan(store: OpenStore, signal = this.#signal): AsyncGenerator<SourceUser[]> {
+  #scan(store: OpenStore): AsyncGenerator<SourceUser[]> {
     return scanPages(store.adapter, {
       pageSize: this.#batchSize,
-      signal,
+      signal: this.#signal,
       retry: this.#retry(`listing users of ${store.label}`),
     });
   }
@@ -157,17 +157,13 @@ class Command {
   }
 
   async #countInBackground(store: OpenStore): Promise<void> {
-    const stop = new AbortController();
-    const onAbort = () => stop.abort();
-    this.#signal.addEventListener('abort', onAbort, { once: true });
     try {
       let total = 0;
-      for await (const page of this.#scan(store, stop.signal)) total += page.length;
-      this.#stats.total = total;
+      for await (const page of this.#scan(store)) total += page.length;
+      // A listing stopped by Ctrl-C counted only part of the source: the bar keeps showing the count alone.
+      if (!this.#signal.aborted) this.#stats.total = total;
     } catch {
       // Only the display needs the total.
-    } finally {
-      this.#signal.removeEventListener('abort', onAbort);
     }
   }
 

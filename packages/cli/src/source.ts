@@ -1,3 +1,4 @@
+import { setImmediate as eventLoopTurn } from 'node:timers/promises';
 import type { PersistenceAdapter } from '@cagey-sessions/core';
 import { type RetryOptions, withRetry } from './retry.js';
 
@@ -10,7 +11,8 @@ export interface SourceUser {
 
 /**
  * Every user of a store, a page at a time (`scan`), each page fetched with retries. Only one page is held at a
- * time, so memory does not grow with the number of users. Stops early when `signal` is aborted.
+ * time, so memory does not grow with the number of users. Stops early when `signal` is aborted. Gives the event
+ * loop a turn after each page (timers, signals), whatever the store.
  */
 export async function* scanPages(
   adapter: PersistenceAdapter,
@@ -23,6 +25,9 @@ export async function* scanPages(
     const page = await withRetry(() => scan({ cursor, limit: options.pageSize }), options.retry);
     cursor = page.cursor;
     if (page.users.length > 0) yield page.users;
+    // A store inside the process (PGlite) answers without ever giving the event loop a turn: without one here a
+    // whole run would go by with no progress redrawn and no Ctrl-C handled.
+    await eventLoopTurn();
   } while (cursor !== undefined);
 }
 
