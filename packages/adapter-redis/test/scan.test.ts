@@ -3,6 +3,7 @@
  * a longer prefix under this one, a client `keyPrefix`, values of another layout, cursors across a Cluster.
  */
 import type { ScannedUser } from '@cagey-sessions/core';
+import { encodeCursor } from '@cagey-sessions/core/adapter-kit';
 import { type Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisAdapter } from '../src/index.js';
@@ -77,6 +78,20 @@ function scanTests(name: string, url: string) {
         const { users } = await listAll(adapter, 2);
         expect(users.map((user) => user.userId).sort()).toEqual(ids.map(String).sort());
         for (const user of users) expect(user.userData).toEqual({ id: user.userId });
+      } finally {
+        await adapter.close();
+      }
+    });
+
+    it('a cursor naming a node that is not a master (any more) fails with ADAPTER_ERROR: start again', async () => {
+      const adapter = new RedisAdapter({ url, prefix: randomPrefix('gone') });
+      try {
+        await adapter.save([{ userId: 'a', userData: {} }]);
+        const cursor = encodeCursor('redis', ['10.255.255.1:6379', '12', []]);
+        await expect(adapter.scan({ cursor })).rejects.toMatchObject({
+          code: 'ADAPTER_ERROR',
+          message: expect.stringMatching(/no longer a master .*Start the listing again without a cursor/),
+        });
       } finally {
         await adapter.close();
       }
