@@ -446,11 +446,11 @@ describe('options', () => {
 
   it('gives a random node id when none is given, and logs it', () => {
     const lines: unknown[][] = [];
-    const manager = new SessionManager({
+    const manager = new SessionManager<Player>({
       presence: new MemoryPresence(),
       log: { info: (...args: unknown[]) => lines.push(args) },
     });
-    managers.push(manager as SessionManager<Player>);
+    managers.push(manager);
     expect(manager.nodeId).toMatch(/^node-[0-9a-f]{12}$/);
     expect(lines).toContainEqual([expect.objectContaining({ nodeId: manager.nodeId }), expect.any(String)]);
   });
