@@ -6,6 +6,7 @@ export type CliErrorCode =
   | 'USAGE'
   | 'INVALID_URL'
   | 'STORE_UNREACHABLE'
+  | 'CREDENTIALS_REFUSED'
   | 'UNSUPPORTED_STORE'
   | 'INVALID_INPUT';
 
@@ -15,6 +16,7 @@ const EXIT_OF: Record<CliErrorCode, ExitCode> = {
   UNSUPPORTED_STORE: EXIT.usage,
   INVALID_INPUT: EXIT.usage,
   STORE_UNREACHABLE: EXIT.unreachable,
+  CREDENTIALS_REFUSED: EXIT.unreachable,
 };
 
 /** An error the command line explains to its user and turns into an exit code. */

@@ -13,7 +13,7 @@ export const EXIT = {
   differences: 3,
   /** Conflicts: the target holds newer data for some users; they were skipped (see --overwrite, --live). */
   conflicts: 4,
-  /** A store could not be reached (or stopped answering) and retries ran out. */
+  /** A store could not be reached (or stopped answering) and retries ran out, or it refused the credentials. */
   unreachable: 5,
   /** Stopped by Ctrl-C (SIGINT) or SIGTERM after the in-flight batches finished; run again to go on. */
   interrupted: 130,

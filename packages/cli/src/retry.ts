@@ -1,4 +1,5 @@
 import { CageySessionsError } from '@cagey-sessions/core';
+import { credentialsRefused } from './credentials.js';
 import { CliError } from './errors.js';
 import { messageOf } from './stores.js';
 
@@ -27,6 +28,7 @@ const PERMANENT_CODES = new Set([
  * Runs `operation` until it succeeds, retrying a failing store (a restart, a lost connection) with backoff for
  * up to `retryForMs`. Every operation it is used for is safe to repeat: reads, and `restore`, whose second
  * attempt finds what the first one wrote at the same version (already there).
+ * A store that refuses the credentials is not retried: that ends the run at once.
  */
 export async function withRetry<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
   const giveUpAt = Date.now() + options.retryForMs;
@@ -36,6 +38,14 @@ export async function withRetry<T>(operation: () => Promise<T>, options: RetryOp
     } catch (error) {
       if (error instanceof CageySessionsError && PERMANENT_CODES.has(error.code)) throw error;
       if (error instanceof CliError) throw error;
+      if (credentialsRefused(error)) {
+        throw new CliError(
+          'CREDENTIALS_REFUSED',
+          `${options.what} failed: the store refused the credentials (${options.redact(messageOf(error))}). ` +
+            'Check the user and password in the URL (or in the variable env:NAME reads, or PGPASSWORD).',
+          { cause: error },
+        );
+      }
       const delay = Math.min(100 * 2 ** (attempt - 1), 2_000);
       if (Date.now() + delay > giveUpAt) {
         throw new CliError(
