@@ -1,3 +1,4 @@
+export { MAX_NODE_ID_LENGTH } from '@cagey-sessions/core/adapter-kit';
 export { ADAPTER_NAME, createPostgresAdapter, PostgresAdapter } from './adapter.js';
 export {
   type CreatePostgresAdapterOptions,
@@ -11,7 +12,6 @@ export {
   type PostgresPoolOptions,
 } from './options.js';
 export { createPostgresPresence, PostgresPresence } from './presence.js';
-export { MAX_NODE_ID_LENGTH } from './presence-messages.js';
 export {
   type CreatePostgresPresenceOptions,
   DEFAULT_PRESENCE_TABLE,

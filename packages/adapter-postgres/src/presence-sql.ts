@@ -28,8 +28,8 @@ export function parsePresenceTables(name: string, value: unknown): PresenceTable
 
 /**
  * The channel a node's messages travel on. NOTIFY channels are identifiers of at most 63 bytes, and PGlite's
- * `listen()` sends its channel unquoted (so it must be lower case), while a node id may be 128 characters of
- * anything printable: the channel is a hash of the tables and the node id, `cagey_` + 56 hex digits. A channel
+ * `listen()` sends its channel unquoted (so it must be lower case), while a node id may be 128 characters, upper
+ * case among them (core's `nodeId` rule): the channel is a hash of the tables and the node id, `cagey_` + 56 hex digits. A channel
  * per node (rather than one shared channel with a recipient field) means the server sends each message only to
  * the connection of the node it is for: with one channel, every node would receive, parse and drop every other
  * node's messages, N times the traffic for N nodes. The payload still names its recipient and incarnation, and a

@@ -8,7 +8,14 @@ import {
   StateError,
   ValidationError,
 } from '@cagey-sessions/core';
-import { ClientLifecycle, userKey, wrapDriverError } from '@cagey-sessions/core/adapter-kit';
+import {
+  ClientLifecycle,
+  checkLeaseTtl,
+  checkNodeId,
+  userKey,
+  WarnOnce,
+  wrapDriverError,
+} from '@cagey-sessions/core/adapter-kit';
 import { type OwnPool, openPool, passwordsOf } from './connection.js';
 import type { PostgresClient } from './options.js';
 import {
@@ -19,7 +26,7 @@ import {
   PgListener,
   poolLease,
 } from './presence-listener.js';
-import { checkNodeId, checkTtl, encodeMessage, parseEnvelope, WarnOnce } from './presence-messages.js';
+import { encodeMessage, parseEnvelope } from './presence-messages.js';
 import {
   type CreatePostgresPresenceOptions,
   listenerKind,
@@ -115,7 +122,7 @@ export class PostgresPresence implements Presence {
 
   async join(nodeId: string, ttlMs: number, onMessage: (message: PresenceMessage) => void): Promise<void> {
     checkNodeId(NAME, nodeId);
-    checkTtl(NAME, ttlMs);
+    checkLeaseTtl(NAME, ttlMs);
     if (typeof onMessage !== 'function') {
       throw new ValidationError('INVALID_OPTIONS', `[${NAME}] join: onMessage must be a function.`);
     }
@@ -146,7 +153,7 @@ export class PostgresPresence implements Presence {
 
   async renew(nodeId: string, ttlMs: number): Promise<boolean> {
     checkNodeId(NAME, nodeId);
-    checkTtl(NAME, ttlMs);
+    checkLeaseTtl(NAME, ttlMs);
     const rows = await this.#query('renew', this.#sql.renew, [nodeId, this.#tokenOf(nodeId), ttlMs]);
     return rows.length > 0;
   }

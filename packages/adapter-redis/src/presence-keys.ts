@@ -1,12 +1,8 @@
-import { ValidationError } from '@cagey-sessions/core';
-import { userKey } from '@cagey-sessions/core/adapter-kit';
+import { isNodeId, userKey } from '@cagey-sessions/core/adapter-kit';
 import { encodeUserKey, keyPrefixOf } from './keys.js';
 
-/** Longest node id the presence accepts, in characters. */
-export const MAX_NODE_ID_LENGTH = 128;
 /** An incarnation's token: 32 lowercase hex digits (128 random bits), so a token is never issued twice. */
 const TOKEN = /^[0-9a-f]{32}$/;
-const CONTROL_CHARACTERS = /\p{Cc}/u;
 
 /** Who holds a user: a node and the incarnation of it that claimed the user. */
 export interface Holder {
@@ -58,7 +54,7 @@ function bucketOf(encoded: string): string {
   return ((hash >>> 0) % USER_BUCKETS).toString(16).padStart(2, '0');
 }
 
-/** A user record's value: the token first (fixed length), then the node id, which may hold anything. */
+/** A user record's value: the token first (fixed length), then the node id, which may hold `:`. */
 export function encodeHolder({ token, nodeId }: Holder): string {
   return `${token}:${nodeId}`;
 }
@@ -69,26 +65,4 @@ export function parseHolder(value: string): Holder | undefined {
   const nodeId = value.slice(33);
   if (!TOKEN.test(token) || value[32] !== ':' || !isNodeId(nodeId)) return undefined;
   return { token, nodeId };
-}
-
-function isNodeId(value: unknown): value is string {
-  return (
-    typeof value === 'string' &&
-    value.length > 0 &&
-    value.length <= MAX_NODE_ID_LENGTH &&
-    !CONTROL_CHARACTERS.test(value)
-  );
-}
-
-/**
- * Throws INVALID_OPTIONS unless `nodeId` is 1 to 128 characters without control characters (it comes from the
- * manager's `nodeId` option).
- */
-export function checkNodeId(name: string, nodeId: unknown): string {
-  if (isNodeId(nodeId)) return nodeId;
-  const shown = typeof nodeId === 'string' ? JSON.stringify(nodeId.slice(0, 64)) : String(nodeId);
-  throw new ValidationError(
-    'INVALID_OPTIONS',
-    `[${name}] Invalid nodeId ${shown}: expected 1 to ${MAX_NODE_ID_LENGTH} characters without control characters.`,
-  );
 }

@@ -9,8 +9,12 @@ import {
 } from '@cagey-sessions/core';
 import {
   ClientLifecycle,
+  checkLeaseTtl,
+  checkNodeId,
+  checkPresenceMessage,
   describeUserId,
-  parsePositiveInteger,
+  parseIncoming,
+  WarnOnce,
   wrapDriverError,
 } from '@cagey-sessions/core/adapter-kit';
 import calculateSlot from 'cluster-key-slot';
@@ -18,8 +22,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { startupNodePasswords } from './adapter.js';
 import { ConnectionGate, closeClient, isCluster, openClient } from './connection.js';
 import { passwordsOf, URL_ENV_VAR } from './options.js';
-import { checkNodeId, encodeHolder, type Holder, PresenceKeys, parseHolder } from './presence-keys.js';
-import { checkMessage, parseIncoming, WarnOnce } from './presence-messages.js';
+import { encodeHolder, type Holder, PresenceKeys, parseHolder } from './presence-keys.js';
 import {
   type CreateRedisPresenceOptions,
   type RedisPresenceOptions,
@@ -45,9 +48,6 @@ export const PRESENCE_NAME = 'redis';
 const MAX_CLAIM_ROUNDS = 8;
 /** Users per release script call: Redis serves nobody else while a script runs. */
 const USERS_PER_RELEASE_SCRIPT = 500;
-
-/** Longest lease the presence accepts: what a Node.js timer (core's renewal) can wait. */
-const MAX_TTL_MS = 2 ** 31 - 1;
 
 /** One incarnation of a node joined through this presence. */
 interface Incarnation {
@@ -242,7 +242,7 @@ export class RedisPresence implements Presence {
   async send(nodeId: string, message: PresenceMessage): Promise<void> {
     this.#lifecycle.assertOpen('send');
     checkNodeId(this.name, nodeId);
-    checkMessage(this.name, message);
+    checkPresenceMessage(this.name, message);
     let payload: string;
     try {
       payload = JSON.stringify(message);
@@ -370,9 +370,14 @@ export class RedisPresence implements Presence {
     );
   }
 
-  /** A lease TTL: a positive integer of milliseconds (core passes its `leaseTtl`). Throws INVALID_OPTIONS. */
+  /** A lease TTL (core passes its `leaseTtl`), in whole milliseconds as PX takes them. Throws INVALID_OPTIONS. */
   #checkTtl(ttlMs: unknown): number {
-    return parsePositiveInteger(this.name, 'ttlMs', ttlMs ?? Number.NaN, 0, MAX_TTL_MS);
+    const ttl = checkLeaseTtl(this.name, ttlMs);
+    if (Number.isInteger(ttl)) return ttl;
+    throw new ValidationError(
+      'INVALID_OPTIONS',
+      `[${this.name}] Invalid lease ttl ${ttl}: expected whole milliseconds (Redis' PX takes an integer).`,
+    );
   }
 
   /** The holder in a user record; a value the presence did not write is an error naming the user. */

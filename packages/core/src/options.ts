@@ -211,8 +211,8 @@ export function resolvePresenceOptions(options: SessionManagerOptions): Resolved
     return undefined;
   }
   checkMethods('presence', presence, PRESENCE_METHODS, 'new RedisPresence({ ... })');
-  if (nodeId !== undefined && !(typeof nodeId === 'string' && NODE_ID.test(nodeId))) {
-    throw optionError('nodeId', nodeId, '1-128 characters of A-Z a-z 0-9 . _ : -');
+  if (nodeId !== undefined && !isNodeId(nodeId)) {
+    throw optionError('nodeId', nodeId, NODE_ID_RULE);
   }
   const ttl = duration('leaseTtl', leaseTtl ?? '5s');
   if (ttl < 100) throw optionError('leaseTtl', leaseTtl, 'at least 100 ms');
@@ -225,6 +225,13 @@ export function resolvePresenceOptions(options: SessionManagerOptions): Resolved
 }
 
 const NODE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The `nodeId` rule in words, for messages. */
+export const NODE_ID_RULE = '1-128 characters of A-Z a-z 0-9 . _ : -';
+
+/** Whether `value` is a node id the manager accepts (and so sends to its presence). */
+export function isNodeId(value: unknown): value is string {
+  return typeof value === 'string' && NODE_ID.test(value);
+}
 
 const PRESENCE_METHODS = ['join', 'renew', 'claim', 'release', 'locate', 'send', 'leave', 'close'] as const;
 

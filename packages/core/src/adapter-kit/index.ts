@@ -3,7 +3,8 @@
  * translation and nothing else. Validation and batching of records (`saveBatch`), the version rules as one
  * decision (`decideWrite`), the client's lifecycle (`ClientLifecycle`), option parsing, chunking, and driver
  * errors wrapped without credentials; for the optional methods, `restoreBatch` with `decideRestore` (restore)
- * and `parseScanOptions` with `encodeCursor` (scan). Game code imports the package root instead.
+ * and `parseScanOptions` with `encodeCursor` (scan); for a `Presence`, its node id, lease and message checks.
+ * Game code imports the package root instead.
  */
 
 export { describeUserId } from '../errors.js';
@@ -40,6 +41,16 @@ export {
   parseDuration,
   parsePositiveInteger,
 } from './options.js';
+export {
+  checkLeaseTtl,
+  checkNodeId,
+  checkPresenceMessage,
+  type IncomingProblem,
+  isNodeId,
+  MAX_NODE_ID_LENGTH,
+  parseIncoming,
+  WarnOnce,
+} from './presence.js';
 export { passwordOfUrl, redactCredentials, redactError, wrapDriverError } from './redact.js';
 export { checkRestoreVersion, type PreparedRestoreRecord, restoreBatch } from './restore-batch.js';
 export { type PreparedRecord, saveBatch } from './save-batch.js';
