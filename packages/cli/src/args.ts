@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
+import { nearestKey } from '@cagey-sessions/core/adapter-kit';
 import { CliError } from './errors.js';
-import { nearest } from './nearest.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string; help: string; value?: string };
 
@@ -149,7 +149,7 @@ export function parseCommandLine(argv: readonly string[]): Parsed | { help: stri
     return { help: mainHelp() };
   const command = COMMANDS.find((candidate) => candidate.name === name);
   if (command === undefined) {
-    const guess = nearest(
+    const guess = nearestKey(
       name,
       COMMANDS.map((c) => c.name),
     );
@@ -182,7 +182,7 @@ function usageFromParseError(error: unknown, command: CommandSpec): CliError {
   const message = error instanceof Error ? error.message : String(error);
   const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(message);
   if (unknown) {
-    const guess = nearest(unknown[2]!, Object.keys(command.options));
+    const guess = nearestKey(unknown[2]!, Object.keys(command.options));
     return new CliError(
       'USAGE',
       `Unknown option ${unknown[1]}${unknown[2]} for ${command.name}.${guess ? ` Did you mean --${guess}?` : ''} ` +

@@ -6,6 +6,7 @@ import {
   chunkByCountAndSize,
   clientOrUrl,
   decideWrite,
+  nearestKey,
   parseDuration,
   parsePositiveInteger,
 } from '../src/adapter-kit/index.js';
@@ -184,6 +185,17 @@ describe('checkOptionKeys', () => {
     expect(() => checkOptionKeys('pg', { zzz: 1 }, known)).toThrow(
       /Known options: url, batchSize, clientOptions/,
     );
+  });
+});
+
+describe('nearestKey', () => {
+  it('names the known key a typo most likely meant, ignoring case, and none for a word too far from all', () => {
+    const known = ['from', 'to', 'batch-size', 'dry-run'];
+    expect(nearestKey('batchsize', known)).toBe('batch-size');
+    expect(nearestKey('DRY-RUM', known)).toBe('dry-run');
+    expect(nearestKey('form', known)).toBe('from');
+    expect(nearestKey('verbose', known)).toBeUndefined();
+    expect(nearestKey('x'.repeat(100), known)).toBeUndefined();
   });
 });
 

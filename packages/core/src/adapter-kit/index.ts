@@ -8,6 +8,7 @@
  */
 
 export { describeUserId } from '../errors.js';
+export { nearestKey } from '../options.js';
 export type {
   ClaimResult,
   PersistenceAdapter,
