@@ -7,6 +7,7 @@ export type CliErrorCode =
   | 'INVALID_URL'
   | 'STORE_UNREACHABLE'
   | 'CREDENTIALS_REFUSED'
+  | 'TABLE_MISSING'
   | 'UNSUPPORTED_STORE'
   | 'INVALID_INPUT';
 
@@ -15,6 +16,7 @@ const EXIT_OF: Record<CliErrorCode, ExitCode> = {
   INVALID_URL: EXIT.usage,
   UNSUPPORTED_STORE: EXIT.usage,
   INVALID_INPUT: EXIT.usage,
+  TABLE_MISSING: EXIT.usage,
   STORE_UNREACHABLE: EXIT.unreachable,
   CREDENTIALS_REFUSED: EXIT.unreachable,
 };

@@ -7,7 +7,10 @@ export const EXIT = {
   ok: 0,
   /** Some users failed (a value the target refused, an unreadable import line) or an unexpected error. */
   failed: 1,
-  /** Bad usage: unknown command or flag, a missing or malformed value, an unsupported URL. Nothing was done. */
+  /**
+   * Bad usage: unknown command or flag, a missing or malformed value, an unsupported URL, a table to read that
+   * does not exist. Nothing was done.
+   */
   usage: 2,
   /** `verify` found differences (listed). */
   differences: 3,

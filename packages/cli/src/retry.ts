@@ -1,6 +1,7 @@
 import { CageySessionsError } from '@cagey-sessions/core';
 import { credentialsRefused } from './credentials.js';
 import { CliError } from './errors.js';
+import { tableMissing } from './missing-table.js';
 import { messageOf } from './stores.js';
 
 export interface RetryOptions {
@@ -27,8 +28,8 @@ const PERMANENT_CODES = new Set([
 /**
  * Runs `operation` until it succeeds, retrying a failing store (a restart, a lost connection) with backoff for
  * up to `retryForMs`. Every operation it is used for is safe to repeat: reads, and `restore`, whose second
- * attempt finds what the first one wrote at the same version (already there).
- * A store that refuses the credentials is not retried: that ends the run at once.
+ * attempt finds what the first one wrote at the same version (already there). A store that refuses the
+ * credentials, or a table that does not exist, is not retried: that ends the run at once.
  */
 export async function withRetry<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
   const giveUpAt = Date.now() + options.retryForMs;
@@ -43,6 +44,14 @@ export async function withRetry<T>(operation: () => Promise<T>, options: RetryOp
           'CREDENTIALS_REFUSED',
           `${options.what} failed: the store refused the credentials (${options.redact(messageOf(error))}). ` +
             'Check the user and password in the URL (or in the variable env:NAME reads, or PGPASSWORD).',
+          { cause: error },
+        );
+      }
+      if (tableMissing(error)) {
+        throw new CliError(
+          'TABLE_MISSING',
+          `${options.what} failed: ${options.redact(messageOf(error))}. Check the table option (--table, ` +
+            '--from-table or --to-table; default cagey_user_data) and the database the URL names.',
           { cause: error },
         );
       }
