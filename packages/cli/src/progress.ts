@@ -15,8 +15,8 @@ const MIN_BAR_WIDTH = 8;
 
 /**
  * Shows a run's progress while it goes: on a terminal one line redrawn in place with a bar (done/total, rate,
- * ETA, conflicts, errors); otherwise a plain line every 5 s, fit for logs. The timer never keeps the process
- * alive.
+ * ETA, and what can go wrong in the command: conflicts and errors, or differences); otherwise a plain line every
+ * 5 s, fit for logs. The timer never keeps the process alive.
  */
 export class Progress {
   readonly #output: ProgressOutput;
@@ -63,8 +63,7 @@ export class Progress {
       count,
       `${n(Math.round(stats.rate()))}/s`,
       `ETA ${eta(stats)}`,
-      `conflicts ${n(stats.conflicts)}`,
-      `errors ${n(stats.errors)}`,
+      ...this.#counters().map(([name, value]) => `${name} ${n(value)}`),
       this.note,
     ]
       .filter(Boolean)
@@ -85,10 +84,27 @@ export class Progress {
       stats.total === undefined
         ? ''
         : ` of ${stats.total} (${Math.floor((stats.done / Math.max(1, stats.total)) * 100)}%)`;
-    return (
-      `${this.#label}: ${stats.done} users${of}, ${Math.round(stats.rate())}/s, ETA ${eta(stats)}, ` +
-      `conflicts ${stats.conflicts}, errors ${stats.errors}${this.note ? `, ${this.note}` : ''}`
-    );
+    return [
+      `${this.#label}: ${stats.done} users${of}`,
+      `${Math.round(stats.rate())}/s`,
+      `ETA ${eta(stats)}`,
+      ...this.#counters().map(([name, value]) => `${name} ${value}`),
+      this.note,
+    ]
+      .filter(Boolean)
+      .join(', ');
+  }
+
+  /** What can go wrong in this command, to watch as it runs: a verify finds differences, a copy conflicts. */
+  #counters(): [string, number][] {
+    const stats = this.#stats;
+    if (this.#label === 'verify') return [['differences', stats.differences]];
+    if (this.#label === 'migrate' || this.#label === 'import')
+      return [
+        ['conflicts', stats.conflicts],
+        ['errors', stats.errors],
+      ];
+    return [];
   }
 }
 
