@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { RedisAdapter } from '@cagey-sessions/adapter-redis';
 import { freePort } from '@cagey-sessions/test-servers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { randomName } from './helpers.js';
+import { postgresToRedis, randomName } from './helpers.js';
 import { runCli, summaryOf } from './process.js';
 import { seedPostgres, servers } from './stores.js';
 
@@ -89,17 +89,7 @@ describe.skipIf(!postgres || !redis)('export, import, count and conflicts', () =
 
     const count = await runCli(['count', redis!, '--prefix', prefix, '--json']);
     expect(summaryOf(count).counts.users).toBe(300);
-    const verified = await runCli([
-      'verify',
-      '--from',
-      postgres!,
-      '--from-table',
-      table,
-      '--to',
-      redis!,
-      '--to-prefix',
-      prefix,
-    ]);
+    const verified = await runCli(['verify', ...postgresToRedis(postgres!, table, redis!, prefix)]);
     expect(verified.code).toBe(0);
   });
 
@@ -129,17 +119,7 @@ describe.skipIf(!postgres || !redis)('export, import, count and conflicts', () =
     await target.save([{ userId: '0', userData: { newer: true }, expectedVersion: 0 }]);
     for (let v = 1; v < 5; v++)
       await target.save([{ userId: '0', userData: { newer: v }, expectedVersion: v }]);
-    const args = [
-      'migrate',
-      '--from',
-      postgres!,
-      '--from-table',
-      table,
-      '--to',
-      redis!,
-      '--to-prefix',
-      prefix,
-    ];
+    const args = ['migrate', ...postgresToRedis(postgres!, table, redis!, prefix)];
 
     const dry = await runCli([...args, '--dry-run', '--json']);
     expect(summaryOf(dry).counts).toMatchObject({ copied: 19, conflicts: 1 });

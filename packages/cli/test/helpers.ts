@@ -5,6 +5,14 @@ import type { RetryOptions } from '../src/retry.js';
 import type { SourceUser } from '../src/source.js';
 import { RunStats } from '../src/stats.js';
 
+/**
+ * The arguments of a run from a PostgreSQL table to a Redis prefix, the pair most tests move players between:
+ * `runCli(['verify', ...postgresToRedis(postgres, table, redis, prefix)])`.
+ */
+export function postgresToRedis(postgres: string, table: string, redis: string, prefix: string): string[] {
+  return ['--from', postgres, '--from-table', table, '--to', redis, '--to-prefix', prefix];
+}
+
 /** Ids and data that trip up stores: unicode, separators, numeric-looking ids, deep nesting, big values. */
 export function awkwardUser(i: number): { userId: string; userData: Record<string, unknown> } {
   const ids = [

@@ -1,6 +1,6 @@
 import { RedisAdapter } from '@cagey-sessions/adapter-redis';
 import { describe, expect, it } from 'vitest';
-import { randomName } from './helpers.js';
+import { postgresToRedis, randomName } from './helpers.js';
 import { runCli, startCli, summaryOf } from './process.js';
 import { countOf, seedPostgres, servers } from './stores.js';
 
@@ -21,17 +21,7 @@ describe.skipIf(!postgres || !redis)('an interrupted migration, run again', () =
     it(`after ${signal} mid-run goes on where it stopped: 0 lost, 0 written twice`, async () => {
       const { table } = await seedPostgres(postgres!, PLAYERS);
       const prefix = `${randomName('int')}:`;
-      const args = [
-        'migrate',
-        '--from',
-        postgres!,
-        '--from-table',
-        table,
-        '--to',
-        redis!,
-        '--to-prefix',
-        prefix,
-      ];
+      const args = ['migrate', ...postgresToRedis(postgres!, table, redis!, prefix)];
       const target = new RedisAdapter({ url: redis!, prefix });
       try {
         // Small batches, one at a time: the run takes long enough to be stopped in the middle.
@@ -61,17 +51,7 @@ describe.skipIf(!postgres || !redis)('an interrupted migration, run again', () =
         expect(summary.counts.copied).toBe(PLAYERS - copiedBefore);
         expect(await countOf(target)).toBe(PLAYERS);
         console.log(`${signal}: ${copiedBefore} copied before, ${summary.counts.copied} by the second run`);
-        const verified = await runCli([
-          'verify',
-          '--from',
-          postgres!,
-          '--from-table',
-          table,
-          '--to',
-          redis!,
-          '--to-prefix',
-          prefix,
-        ]);
+        const verified = await runCli(['verify', ...postgresToRedis(postgres!, table, redis!, prefix)]);
         expect(verified.code, verified.stdout).toBe(0);
       } finally {
         await target.close();

@@ -2,7 +2,7 @@ import { PostgresAdapter } from '@cagey-sessions/adapter-postgres';
 import { RedisAdapter } from '@cagey-sessions/adapter-redis';
 import { create, MigratingAdapter } from '@cagey-sessions/core';
 import { describe, expect, it } from 'vitest';
-import { awkwardUser, randomName } from './helpers.js';
+import { awkwardUser, postgresToRedis, randomName } from './helpers.js';
 import { runCli, startCli, summaryOf } from './process.js';
 import { seedPostgres, servers } from './stores.js';
 
@@ -56,14 +56,7 @@ describe.skipIf(!postgres || !redis)(
       const servers = [gameServer(0), gameServer(1)];
       const backfill = startCli([
         'migrate',
-        '--from',
-        postgres!,
-        '--from-table',
-        table,
-        '--to',
-        redis!,
-        '--to-prefix',
-        prefix,
+        ...postgresToRedis(postgres!, table, redis!, prefix),
         '--live',
         '--batch-size',
         '100',
@@ -92,14 +85,7 @@ describe.skipIf(!postgres || !redis)(
       // Every player nobody played is in the target as it was in the source.
       const verified = await runCli([
         'verify',
-        '--from',
-        postgres!,
-        '--from-table',
-        table,
-        '--to',
-        redis!,
-        '--to-prefix',
-        prefix,
+        ...postgresToRedis(postgres!, table, redis!, prefix),
         '--live',
         '--json',
       ]);
