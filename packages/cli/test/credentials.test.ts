@@ -27,15 +27,15 @@ describe.skipIf(!postgres || !redis)('a store that refuses the credentials', () 
   it('PostgreSQL: a wrong password', async () => {
     const url = new URL(postgres!);
     url.password = 'wrong-pg-pw-1';
-    expectRefused(await runCli(['count', url.href, '--retry-for', '600', '--json']), 'wrong-pg-pw-1');
+    expectRefused(await runCli(['count', url.href, '--retry-for', '30', '--json']), 'wrong-pg-pw-1');
   });
 
   it('Redis: a wrong password, and none where the server requires one', async () => {
     const wrong = `redis://:wrong-redis-pw-1@127.0.0.1:${guarded.port}`;
-    expectRefused(await runCli(['count', wrong, '--retry-for', '600', '--json']), 'wrong-redis-pw-1');
+    expectRefused(await runCli(['count', wrong, '--retry-for', '30', '--json']), 'wrong-redis-pw-1');
     const { table } = await seedPostgres(postgres!, 3);
     const none = `redis://127.0.0.1:${guarded.port}`;
-    const args = ['migrate', '--from', postgres!, '--from-table', table, '--to', none, '--retry-for', '600'];
+    const args = ['migrate', '--from', postgres!, '--from-table', table, '--to', none, '--retry-for', '30'];
     expectRefused(await runCli([...args, '--json']), 'the-right-pw-1');
   });
 });

@@ -14,7 +14,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('a source whose table does not exist', () => {
   it.skipIf(!postgres || !redis)('PostgreSQL: migrate exits 2 at once', async () => {
     const args = ['migrate', '--from', postgres!, '--from-table', 'no_such_players', '--to', redis!];
-    const run = await runCli([...args, '--to-prefix', 'missing-table-test:', '--retry-for', '600']);
+    const run = await runCli([...args, '--to-prefix', 'missing-table-test:', '--retry-for', '30']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('relation "no_such_players" does not exist');
     expect(run.stderr).toContain('Check the table option');
@@ -22,7 +22,7 @@ describe('a source whose table does not exist', () => {
   });
 
   it('PGlite: count of a directory that holds no store exits 2 at once', async () => {
-    const run = await runCli(['count', `pglite:${dir}`, '--retry-for', '600']);
+    const run = await runCli(['count', `pglite:${dir}`, '--retry-for', '30']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('relation "cagey_user_data" does not exist');
     expect(run.stderr).toContain('Check the table option');
