@@ -9,7 +9,7 @@ import { Progress } from './progress.js';
 import { type RetryOptions, withRetry } from './retry.js';
 import { type SourceUser, scanPages } from './source.js';
 import { RunStats } from './stats.js';
-import { messageOf, type OpenStore, openStore } from './stores.js';
+import { checkStore, messageOf, type OpenStore, openStore, type StoreSpec } from './stores.js';
 import { renderSummary, type Summary } from './summary.js';
 import { findExtra, verifyAgainst } from './verify.js';
 
@@ -69,6 +69,7 @@ class Command {
     const name = this.#parsed.command.name;
     let failure: unknown;
     try {
+      this.#checkStores();
       if (name === 'migrate') await this.#migrate();
       else if (name === 'export') await this.#export();
       else if (name === 'import') await this.#import();
@@ -100,19 +101,31 @@ class Command {
     };
   }
 
-  async #open(role: 'from' | 'to' | '', url: string, needs: 'scan' | 'restore' | 'load'): Promise<OpenStore> {
+  #spec(role: 'from' | 'to' | '', url: string): StoreSpec {
     const prefix = role === '' ? '' : `${role}-`;
-    const store = await openStore(
-      {
-        url,
-        table: optionalString(this.#parsed, `${prefix}table`),
-        prefix: optionalString(this.#parsed, `${prefix}prefix`),
-        collection: optionalString(this.#parsed, `${prefix}collection`),
-        database: optionalString(this.#parsed, `${prefix}database`),
-        flagPrefix: prefix,
-      },
-      this.#redactor,
-    );
+    return {
+      url,
+      table: optionalString(this.#parsed, `${prefix}table`),
+      prefix: optionalString(this.#parsed, `${prefix}prefix`),
+      collection: optionalString(this.#parsed, `${prefix}collection`),
+      database: optionalString(this.#parsed, `${prefix}database`),
+      flagPrefix: prefix,
+    };
+  }
+
+  /**
+   * Checks both sides' URLs and options before either store is opened: a misplaced `--to-table` is bad usage
+   * reported at once, not after the source was reached (or retried for `--retry-for` seconds).
+   */
+  #checkStores(): void {
+    for (const role of ['from', 'to'] as const) {
+      const url = optionalString(this.#parsed, role);
+      if (url !== undefined) checkStore(this.#spec(role, url), this.#redactor);
+    }
+  }
+
+  async #open(role: 'from' | 'to' | '', url: string, needs: 'scan' | 'restore' | 'load'): Promise<OpenStore> {
+    const store = await openStore(this.#spec(role, url), this.#redactor);
     this.#stores.push(store);
     const { adapter, label } = store;
     if (needs === 'scan' && typeof adapter.scan !== 'function') {

@@ -79,10 +79,10 @@ export function kindOf(url: string, redactor: Redactor): StoreKind {
 }
 
 /**
- * Opens the adapter for a store URL (the driver is loaded only for the kind of store used). Options that do
- * not apply to the store's kind are refused, so a misplaced `--to-table` is not silently ignored.
+ * The URL (`env:NAME` resolved) and kind of a store, without opening it: refuses an unsupported URL, and an
+ * option that does not apply to the store's kind, so a misplaced `--to-table` is not silently ignored.
  */
-export async function openStore(spec: StoreSpec, redactor: Redactor): Promise<OpenStore> {
+export function checkStore(spec: StoreSpec, redactor: Redactor): { url: string; kind: StoreKind } {
   const url = resolveUrl(spec.url, redactor);
   const kind = kindOf(url, redactor);
   for (const option of ['table', 'prefix', 'collection', 'database'] as const) {
@@ -94,6 +94,12 @@ export async function openStore(spec: StoreSpec, redactor: Redactor): Promise<Op
       );
     }
   }
+  return { url, kind };
+}
+
+/** Opens the adapter for a store URL (checked by `checkStore`; the driver is loaded only for the kind used). */
+export async function openStore(spec: StoreSpec, redactor: Redactor): Promise<OpenStore> {
+  const { url, kind } = checkStore(spec, redactor);
   const label = redactor.text(url);
   try {
     return await openKind(kind, url, spec, label);
