@@ -16,56 +16,20 @@
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ConflictError, create } from '@cagey-sessions/core';
+import {
+  config,
+  exitAfterLifetime,
+  jsonLines,
+  oneAtATimePerUser,
+  openAdapter,
+  serialise,
+  serveCommands,
+} from './game-process.mjs';
 
-const config = JSON.parse(process.env.CHAOS_GAME_CONFIG ?? '{}');
 const node = String(config.node ?? 'game');
 /** How often the game loop ticks; its lateness is the stall figure. */
 const TICK_MS = 5;
-
-// ---------------------------------------------------------------------------------------------------- logging
-
-function serialise(value, depth = 0) {
-  if (value instanceof Error) {
-    const out = { name: value.name, message: value.message };
-    if (value.code !== undefined) out.code = value.code;
-    if (Array.isArray(value.unsaved)) {
-      out.unsaved = value.unsaved.map((u) => ({
-        userId: u.userId,
-        maybeStored: u.maybeStored,
-        error: u.error?.code ?? u.error?.message,
-      }));
-    }
-    if (value.cause !== undefined && depth < 2) out.cause = serialise(value.cause, depth + 1);
-    return out;
-  }
-  if (Array.isArray(value)) return depth > 4 ? '[array]' : value.map((v) => serialise(v, depth + 1));
-  if (value !== null && typeof value === 'object') {
-    if (depth > 4) return '[object]';
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, serialise(v, depth + 1)]));
-  }
-  if (typeof value === 'bigint') return String(value);
-  return value;
-}
-
-function write(level, args) {
-  let fields = {};
-  let msg = '';
-  for (const arg of args) {
-    if (typeof arg === 'string') msg = msg === '' ? arg : `${msg} ${arg}`;
-    else if (arg instanceof Error) fields.err = serialise(arg);
-    else if (arg !== null && typeof arg === 'object') fields = { ...fields, ...serialise(arg) };
-    else if (arg !== undefined) msg = `${msg} ${String(arg)}`;
-  }
-  // Pipes are written synchronously on Linux: a line logged just before exit is not lost.
-  process.stdout.write(`${JSON.stringify({ t: Date.now(), level, node, ...fields, msg })}\n`);
-}
-
-const log = {
-  debug: () => {},
-  info: (...args) => write('info', args),
-  warn: (...args) => write('warn', args),
-  error: (...args) => write('error', args),
-};
+const { log } = jsonLines(node);
 
 // ---------------------------------------------------------------------------------------------------- game loop
 
@@ -96,48 +60,7 @@ const gameLoop = setInterval(() => {
 // The game loop never keeps the process alive: at shutdown only the library's pending work may.
 gameLoop.unref();
 
-// A run that goes wrong must not leave this process behind.
-setTimeout(() => {
-  log.error({ lifetimeMs: config.lifetimeMs }, 'game server: lifetime exceeded, exiting');
-  process.exit(3);
-}, config.lifetimeMs ?? 300_000).unref();
-
-// ---------------------------------------------------------------------------------------------------- store
-
-async function openAdapter() {
-  const namespace = config.namespace;
-  switch (config.store) {
-    case 'postgres': {
-      const { PostgresAdapter } = await import('@cagey-sessions/adapter-postgres');
-      const adapter = new PostgresAdapter({
-        url: config.url,
-        table: `chaos_${namespace}`,
-        clientOptions: { max: 6 },
-      });
-      await adapter.setup();
-      return adapter;
-    }
-    case 'redis': {
-      const { RedisAdapter } = await import('@cagey-sessions/adapter-redis');
-      const adapter = new RedisAdapter({ url: config.url, prefix: `chaos:${namespace}:` });
-      await adapter.setup?.();
-      return adapter;
-    }
-    case 'mongo': {
-      const { MongoAdapter } = await import('@cagey-sessions/adapter-mongo');
-      // FerretDB 1.x: one bulkWrite holds at most 50 updates (see the adapter's README).
-      const adapter = new MongoAdapter({
-        url: config.url,
-        collection: `chaos_${namespace}`,
-        maxUpdatesPerBulkWrite: 50,
-      });
-      await adapter.setup();
-      return adapter;
-    }
-    default:
-      throw new Error(`unknown store ${config.store}`);
-  }
-}
+exitAfterLifetime(log, 'game server');
 
 const adapter = await openAdapter();
 const manager = create({ log, adapter }, { userData: { persistence: config.persistence ?? {} } });
@@ -146,8 +69,7 @@ const manager = create({ log, adapter }, { userData: { persistence: config.persi
 
 /** userId -> live session on this node. */
 const sessions = new Map();
-/** userId -> tail of the promise chain that runs this user's operations one at a time. */
-const chains = new Map();
+const withUser = oneAtATimePerUser();
 let sequence = 0;
 const counters = {
   conflicts: 0,
@@ -157,17 +79,6 @@ const counters = {
   persistErrors: 0,
   reloadsOnLogin: 0,
 };
-
-function withUser(userId, operation) {
-  const previous = chains.get(userId) ?? Promise.resolve();
-  const next = previous.then(operation, operation);
-  const tail = next.catch(() => {});
-  chains.set(userId, tail);
-  tail.then(() => {
-    if (chains.get(userId) === tail) chains.delete(userId);
-  });
-  return next;
-}
 
 function mutate(data) {
   sequence++;
@@ -402,27 +313,9 @@ const commands = {
   },
 };
 
-process.on('message', async (message) => {
-  const { id, cmd } = message ?? {};
-  const handler = commands[cmd];
-  let reply;
-  try {
-    if (handler === undefined) throw new Error(`unknown command ${cmd}`);
-    reply = { id, ok: true, result: await handler(message) };
-  } catch (error) {
-    reply = { id, ok: false, error: serialise(error) };
-  }
-  if (process.connected) process.send(reply);
-});
-
 // The runner went away without stopping this process: exit rather than linger.
 let shuttingDown = false;
-process.on('disconnect', () => {
-  if (!shuttingDown) {
-    log.error('game server: the parent disconnected; exiting');
-    process.exit(4);
-  }
-});
+serveCommands(commands, { log, what: 'game server', isShuttingDown: () => shuttingDown });
 
 // The README's shutdown: flush everything, report who was not saved, close the adapter.
 process.on('SIGTERM', async () => {

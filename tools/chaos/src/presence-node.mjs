@@ -21,90 +21,26 @@
  */
 import { performance } from 'node:perf_hooks';
 import { create } from '@cagey-sessions/core';
+import {
+  config,
+  exitAfterLifetime,
+  jsonLines,
+  oneAtATimePerUser,
+  openAdapter,
+  serialise,
+  serveCommands,
+} from './game-process.mjs';
 
-const config = JSON.parse(process.env.CHAOS_GAME_CONFIG ?? '{}');
 const node = String(config.node ?? 'node');
 const now = () => performance.timeOrigin + performance.now();
+const lines = jsonLines(node);
+const { write } = lines;
+// The library logs each kick at info; the life lines say the same with a timestamp, so info stays quiet.
+const log = { ...lines.log, info: () => {} };
 
-function serialise(value, depth = 0) {
-  if (value instanceof Error) {
-    const out = { name: value.name, message: value.message };
-    if (value.code !== undefined) out.code = value.code;
-    if (value.phase !== undefined) out.phase = value.phase;
-    if (value.cause !== undefined && depth < 2) out.cause = serialise(value.cause, depth + 1);
-    return out;
-  }
-  if (Array.isArray(value)) return depth > 4 ? '[array]' : value.map((v) => serialise(v, depth + 1));
-  if (value !== null && typeof value === 'object') {
-    if (depth > 4) return '[object]';
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, serialise(v, depth + 1)]));
-  }
-  if (typeof value === 'bigint') return String(value);
-  return value;
-}
-
-function write(level, args) {
-  let fields = {};
-  let msg = '';
-  for (const arg of args) {
-    if (typeof arg === 'string') msg = msg === '' ? arg : `${msg} ${arg}`;
-    else if (arg instanceof Error) fields.err = serialise(arg);
-    else if (arg !== null && typeof arg === 'object') fields = { ...fields, ...serialise(arg) };
-  }
-  // Pipes are written synchronously on Linux: a line logged just before a SIGKILL is not lost.
-  process.stdout.write(`${JSON.stringify({ t: Date.now(), level, node, ...fields, msg })}\n`);
-}
-
-const log = {
-  debug: () => {},
-  // The library logs each kick at info; the life lines say the same with a timestamp, so info stays quiet.
-  info: () => {},
-  warn: (...args) => write('warn', args),
-  error: (...args) => write('error', args),
-};
-
-// A run that goes wrong must not leave this process behind.
-setTimeout(() => {
-  log.error({ lifetimeMs: config.lifetimeMs }, 'presence node: lifetime exceeded, exiting');
-  process.exit(3);
-}, config.lifetimeMs ?? 300_000).unref();
+exitAfterLifetime(log, 'presence node');
 
 // ---------------------------------------------------------------------------------------------------- store
-
-async function openAdapter() {
-  const namespace = config.namespace;
-  switch (config.store) {
-    case 'postgres': {
-      const { PostgresAdapter } = await import('@cagey-sessions/adapter-postgres');
-      const adapter = new PostgresAdapter({
-        url: config.url,
-        table: `chaos_${namespace}`,
-        clientOptions: { max: 6 },
-      });
-      await adapter.setup();
-      return adapter;
-    }
-    case 'redis': {
-      const { RedisAdapter } = await import('@cagey-sessions/adapter-redis');
-      const adapter = new RedisAdapter({ url: config.url, prefix: `chaos:${namespace}:` });
-      await adapter.setup?.();
-      return adapter;
-    }
-    case 'mongo': {
-      const { MongoAdapter } = await import('@cagey-sessions/adapter-mongo');
-      // FerretDB 1.x: one bulkWrite holds at most 50 updates (see the adapter's README).
-      const adapter = new MongoAdapter({
-        url: config.url,
-        collection: `chaos_${namespace}`,
-        maxUpdatesPerBulkWrite: 50,
-      });
-      await adapter.setup();
-      return adapter;
-    }
-    default:
-      throw new Error(`unknown store ${config.store}`);
-  }
-}
 
 async function openPresence() {
   if (config.presence === undefined) return undefined;
@@ -176,19 +112,7 @@ manager.on('destroy', (session) => {
 
 /** userId -> live session on this node. */
 const sessions = new Map();
-/** userId -> tail of the promise chain that runs this user's operations one at a time. */
-const chains = new Map();
-
-function withUser(userId, operation) {
-  const previous = chains.get(userId) ?? Promise.resolve();
-  const next = previous.then(operation, operation);
-  const tail = next.catch(() => {});
-  chains.set(userId, tail);
-  tail.then(() => {
-    if (chains.get(userId) === tail) chains.delete(userId);
-  });
-  return next;
-}
+const withUser = oneAtATimePerUser();
 
 /** An error tagged with where it happened: `identify` (nothing changed) or `persist` (a change of unknown fate). */
 function failed(error, phase) {
@@ -270,26 +194,8 @@ const commands = {
   },
 };
 
-process.on('message', async (message) => {
-  const { id, cmd } = message ?? {};
-  const handler = commands[cmd];
-  let reply;
-  try {
-    if (handler === undefined) throw new Error(`unknown command ${cmd}`);
-    reply = { id, ok: true, result: await handler(message) };
-  } catch (error) {
-    reply = { id, ok: false, error: serialise(error) };
-  }
-  if (process.connected) process.send(reply);
-});
-
 let shuttingDown = false;
-process.on('disconnect', () => {
-  if (!shuttingDown) {
-    log.error('presence node: the parent disconnected; exiting');
-    process.exit(4);
-  }
-});
+serveCommands(commands, { log, what: 'presence node', isShuttingDown: () => shuttingDown });
 
 // The README's shutdown: store everything, release every user in the presence, close what was opened.
 process.on('SIGTERM', async () => {
