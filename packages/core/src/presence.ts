@@ -77,6 +77,8 @@ export class PresenceCoordinator {
   /** Claims waiting for a holder's `released` message, by user. */
   readonly #waiting = new Map<string, Set<() => void>>();
   #joined: Promise<boolean> | undefined;
+  /** Why the join in progress failed last (a refused password, an unreachable server): the cause logins report. */
+  #joinError: Error | undefined;
   /** Bumped at every lapse: a claim or renewal answered after one belongs to a dead incarnation. */
   #incarnation = 0;
   /** When the lease ends by this process's clock (`performance.now()`), from the last renewal sent in time. */
@@ -155,7 +157,10 @@ export class PresenceCoordinator {
       const remaining = deadline - performance.now();
       if (remaining <= 0) break;
       const joined = await withTimeout(this.#ready(), remaining);
-      if (joined !== true) break;
+      if (joined !== true) {
+        lastError ??= this.#joinError;
+        break;
+      }
       const incarnation = this.#incarnation;
       let claimed: ClaimResult;
       try {
@@ -375,8 +380,10 @@ export class PresenceCoordinator {
           this.#presence.join(this.nodeId, this.#options.leaseTtl, (message) => this.#onMessage(message)),
         );
         this.#renewed(sent);
+        this.#joinError = undefined;
         return true;
       } catch (error) {
+        this.#joinError = toError(error);
         if (attempt === 0) {
           this.#host.log.error(
             { nodeId: this.nodeId, err: error },

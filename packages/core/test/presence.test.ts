@@ -467,6 +467,8 @@ describe('options', () => {
     const session = await manager.create();
     const error = await session.identify('u1').catch((e: unknown) => e);
     expect((error as PersistenceError).code).toBe('PRESENCE_UNAVAILABLE');
+    // The join never succeeded: its error says why (here the cut; a refused password in production).
+    expect((error as PersistenceError).cause).toMatchObject({ message: expect.stringContaining('cut off') });
     expect(manager.findByUserId('u1')).toBeUndefined();
   });
 });
