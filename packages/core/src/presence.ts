@@ -1,3 +1,4 @@
+import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { type HandoffMessage, handoffChannel, publish } from './channels.js';
 import { callAdapter, withTimeout } from './deadline.js';
 import { describeUserId, PersistenceError, toError } from './errors.js';
@@ -313,7 +314,13 @@ export class PresenceCoordinator {
     if (this.#held.has(key) || this.#binding.has(key)) {
       await this.#exclusive(key, async () => {
         if (!this.#held.has(key)) return;
-        await this.#binding.get(key);
+        const binding = this.#binding.get(key);
+        if (binding !== undefined) {
+          await binding;
+          // The login that just got the user resumes first (it attaches its connection), then is kicked.
+          await nextMacrotask();
+        }
+        if (!this.#held.has(key)) return;
         await this.#host.evict(key, { reason: 'login-elsewhere', nodeId: to });
         await this.#call('release', () => this.#presence.release(this.nodeId, [key]));
         this.#held.delete(key);

@@ -161,17 +161,20 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     this.#assertNoOtherUser(key);
     const acquired = await this.#host.acquireUser(this, key);
     try {
-      this.#assertAlive('setUser');
-      this.#assertNoOtherUser(key);
-      this.#host.claimUser(this, key);
-      this.#state = this.#host.pipeline.bind(this, userId, key, userData, { version, stored: false });
-    } catch (error) {
-      if (this.#state === undefined) this.#host.releaseUser(this, key);
-      throw error;
+      try {
+        this.#assertAlive('setUser');
+        this.#assertNoOtherUser(key);
+        this.#host.claimUser(this, key);
+        this.#state = this.#host.pipeline.bind(this, userId, key, userData, { version, stored: false });
+      } catch (error) {
+        if (this.#state === undefined) this.#host.releaseUser(this, key);
+        throw error;
+      }
+      await this.#emit('identified', [userId, userData]);
     } finally {
+      // Only now may another node's login take the user: the caller gets the session before any kick.
       this.#bound(acquired, key);
     }
-    await this.#emit('identified', [userId, userData]);
   }
 
   /**
@@ -222,12 +225,13 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
     }
     // Taken over from a node that stopped answering: its late writes must not land on top of this session's.
     if (acquired?.previousOwner !== undefined && fencedLoad !== undefined) load = fencedLoad;
+    let state: UserState<Session<T>> | undefined;
     try {
       const held = await pipeline.adoptOrphan(this, key, load && (() => load(userId)));
       // Destroyed while taking the data over: it stays held for retry, as the destroy would have left it.
       if (held.kind === 'adopted' && this.#destroying !== undefined) pipeline.release(held.state, 'unsaved');
       this.#assertAlive('identify');
-      let state = held.kind === 'adopted' ? held.state : undefined;
+      state = held.kind === 'adopted' ? held.state : undefined;
       if (state === undefined) {
         if (load === undefined) {
           throw new StateError(
@@ -251,13 +255,17 @@ export class Session<T extends object = UserData> extends AsyncEventEmitter<Sess
       this.#state = state;
     } catch (error) {
       if (this.#state === undefined) this.#host.releaseUser(this, key);
+      this.#bound(acquired, key);
       throw error;
+    }
+    try {
+      const userData = state.userData as T;
+      await this.#emit('identified', [userId, userData]);
+      return userData;
     } finally {
+      // Only now may another node's login take the user: the caller gets the session before any kick.
       this.#bound(acquired, key);
     }
-    const userData = this.#state.userData as T;
-    await this.#emit('identified', [userId, userData]);
-    return userData;
   }
 
   /**

@@ -218,6 +218,28 @@ describe('handoff between nodes', () => {
     expect(((await fromB) as PersistenceError).code).toBe('HANDOFF_TIMEOUT');
   });
 
+  it('a login elsewhere during identify() kicks only after identify() resolved and its caller went on', async () => {
+    const { node } = cluster();
+    const a = node('a');
+    const b = node('b');
+    const onA = await a.manager.create();
+    const order: string[] = [];
+    let attached = false;
+    let fromB: Promise<Session<Player>> | undefined;
+    onA.on('kicked', () => {
+      order.push(`kicked (connection attached: ${attached})`);
+    });
+    onA.on('identified', async () => {
+      fromB = b.login('u1'); // another node's login arrives while this one is still under way
+      await sleep(50);
+      order.push('identified listeners done');
+    });
+    await onA.identify('u1', { defaults: { gold: 0 } });
+    attached = true; // what a game does right after identify(): attach the player's connection
+    await fromB;
+    expect(order).toEqual(['identified listeners done', 'kicked (connection attached: true)']);
+  });
+
   it('two logins at once elsewhere: the later one asks the new holder at once, and both resolve in turn', async () => {
     const { node } = cluster();
     const a = node('a');
