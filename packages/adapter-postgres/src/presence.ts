@@ -12,6 +12,7 @@ import {
   ClientLifecycle,
   checkLeaseTtl,
   checkNodeId,
+  deliverMessage,
   userKey,
   WarnOnce,
   wrapDriverError,
@@ -303,15 +304,13 @@ export class PostgresPresence implements Presence {
     ) {
       return;
     }
-    try {
-      incarnation.onMessage(envelope.message);
-    } catch (error) {
+    deliverMessage(incarnation.onMessage, envelope.message, (error) =>
       this.#warn.warn(
         'listener',
         `[${NAME}] a presence message listener threw; the message is dropped.`,
         error,
-      );
-    }
+      ),
+    );
   }
 
   async #client(operation: string): Promise<PostgresClient> {

@@ -12,6 +12,7 @@ import {
   checkLeaseTtl,
   checkNodeId,
   checkPresenceMessage,
+  deliverMessage,
   describeUserId,
   parseIncoming,
   WarnOnce,
@@ -338,12 +339,7 @@ export class RedisPresence implements Presence {
       );
       return;
     }
-    try {
-      const returned: unknown = incarnation.onMessage(message);
-      if (returned instanceof Promise) returned.catch((error: unknown) => this.#listenerFailed(error));
-    } catch (error) {
-      this.#listenerFailed(error);
-    }
+    deliverMessage(incarnation.onMessage, message, (error) => this.#listenerFailed(error));
   }
 
   #listenerFailed(error: unknown): void {

@@ -5,6 +5,7 @@ import {
   checkLeaseTtl,
   checkNodeId,
   checkPresenceMessage,
+  deliverMessage,
   MAX_NODE_ID_LENGTH,
   parseIncoming,
   WarnOnce,
@@ -113,6 +114,44 @@ describe('parseIncoming', () => {
     expect(parseIncoming('{"to":"b"}', read)).toEqual({ to: 'b' });
     expect(parseIncoming('{"to":5}', read)).toEqual({ problem: 'shape' });
     expect(parseIncoming('to', read)).toEqual({ problem: 'json' });
+  });
+});
+
+describe('deliverMessage', () => {
+  const message = { type: 'release', userId: 'u1', from: 'a' } as const;
+
+  it('hands the message to the listener; nothing is reported when it returns', () => {
+    const received: unknown[] = [];
+    const failures: unknown[] = [];
+    deliverMessage(
+      (m) => received.push(m),
+      message,
+      (error) => failures.push(error),
+    );
+    expect(received).toEqual([message]);
+    expect(failures).toEqual([]);
+  });
+
+  it('reports a listener that throws, or whose promise rejects, instead of letting it escape', async () => {
+    const failures: unknown[] = [];
+    const thrown = new Error('sync');
+    const rejected = new Error('async');
+    deliverMessage(
+      () => {
+        throw thrown;
+      },
+      message,
+      (error) => failures.push(error),
+    );
+    deliverMessage(
+      (async () => {
+        throw rejected;
+      }) as unknown as () => void,
+      message,
+      (error) => failures.push(error),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(failures).toEqual([thrown, rejected]);
   });
 });
 

@@ -46,6 +46,7 @@ export {
   checkLeaseTtl,
   checkNodeId,
   checkPresenceMessage,
+  deliverMessage,
   type IncomingProblem,
   isNodeId,
   MAX_NODE_ID_LENGTH,

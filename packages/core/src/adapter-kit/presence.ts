@@ -96,6 +96,24 @@ export function parseIncoming(
   }
 }
 
+/**
+ * Hands a received message to a node's listener. A listener that throws, or returns a promise that rejects, is
+ * reported to `failed` (e.g. a `WarnOnce`) instead of becoming an uncaught exception or an unhandled rejection
+ * in the presence's connection handler.
+ */
+export function deliverMessage(
+  onMessage: (message: PresenceMessage) => void,
+  message: PresenceMessage,
+  failed: (error: unknown) => void,
+): void {
+  try {
+    const returned: unknown = onMessage(message);
+    if (returned instanceof Promise) returned.catch(failed);
+  } catch (error) {
+    failed(error);
+  }
+}
+
 /** Warns through `log` at most once per kind of problem, so a flood of bad payloads cannot flood the log. */
 export class WarnOnce {
   readonly #log: Logger | undefined;
