@@ -214,7 +214,8 @@ export function resolvePresenceOptions(options: SessionManagerOptions): Resolved
   if (nodeId !== undefined && !isNodeId(nodeId)) {
     throw optionError('nodeId', nodeId, NODE_ID_RULE);
   }
-  const ttl = duration('leaseTtl', leaseTtl ?? '5s');
+  // Whole milliseconds: what every presence engine takes (Redis PX refuses a fraction).
+  const ttl = Math.ceil(duration('leaseTtl', leaseTtl ?? '5s'));
   if (ttl < 100) throw optionError('leaseTtl', leaseTtl, 'at least 100 ms');
   return {
     presence,

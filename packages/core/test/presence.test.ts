@@ -466,6 +466,20 @@ describe('options', () => {
     );
   });
 
+  it('passes the presence whole milliseconds of lease', async () => {
+    const hub = new PresenceHub();
+    const presence = new MemoryPresence({ hub });
+    const ttls: number[] = [];
+    const join = presence.join.bind(presence);
+    presence.join = (nodeId, ttlMs, onMessage) => {
+      ttls.push(ttlMs);
+      return join(nodeId, ttlMs, onMessage);
+    };
+    const manager = new SessionManager<Player>({ presence, leaseTtl: 1_500.25 });
+    managers.push(manager);
+    await expect.poll(() => ttls).toEqual([1_501]);
+  });
+
   it('gives a random node id when none is given, and logs it', () => {
     const lines: unknown[][] = [];
     const manager = new SessionManager<Player>({
