@@ -2,7 +2,7 @@
  * `store-pause`: the store stops answering for longer than the call timeout (SIGSTOP of the server, or a black
  * hole in the fault proxy: connections stay open, nothing comes back) while the game keeps playing: changes
  * every 100 ms, purchases (persistNow), a flush, a login. Then it answers again. No call may hang: each one
- * settles within the bound the call timeout gives; the game loop's longest stall stays under 50 ms; after the
+ * settles within the bound the call timeout gives; the game loop's longest stall stays under 150 ms (it never blocks on the paused store); after the
  * resume everything is stored.
  */
 import { describeExit, sleep } from '../lib/game.js';
@@ -42,13 +42,19 @@ function callBoundMs(kind: string): number {
   const rounds = kind === 'mongo' ? Math.ceil(USERS / 50) : 1;
   return (rounds + 2) * CALL_TIMEOUT_MS + 1_500;
 }
-const MAX_STALL_MS = 50;
+/**
+ * The loop must not block on a paused store: calls that wait on it without bounds stall it for seconds, which is
+ * what this bound catches. It is not a speed target (those are measured side by side in `bench:stalls`): the
+ * process's CPU time also counts its GC and pool threads, and on 2 shared cores at a load of 11 to 15 a healthy
+ * run measured 57 and 90 ms.
+ */
+const MAX_STALL_MS = 150;
 const SHUTDOWN_TIMEOUT_MS = 8_000;
 
 export const storePause: Scenario = {
   name: 'store-pause',
   summary:
-    'store paused (SIGSTOP; black hole for FerretDB) past the call timeout while playing: no call hangs, loop stall < 50 ms, all stored after resume',
+    'store paused (SIGSTOP; black hole for FerretDB) past the call timeout while playing: no call hangs, loop stall < 150 ms, all stored after resume',
   stores: ['postgres', 'redis', 'mongo'],
   onlyWhenNamed: {
     mongo:
