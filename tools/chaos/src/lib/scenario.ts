@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type FaultProxy, startFaultProxy } from '@cagey-sessions/fault-proxy';
 import { GameCommandError, type GameConfig, GameProcess, type PersistenceConfig } from './game.js';
@@ -323,6 +323,7 @@ function keepLogs(context: ScenarioContext, game: GameProcess): void {
   const dir = process.env.CHAOS_LOG_DIR;
   if (!dir) return;
   const lines = [...game.logs.map((line) => JSON.stringify(line)), ...game.otherOutput];
+  mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, `${context.namespace}-${context.store.kind}-${game.name}.jsonl`),
     `${lines.join('\n')}\n`,
