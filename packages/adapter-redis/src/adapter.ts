@@ -26,7 +26,7 @@ import {
 } from '@cagey-sessions/core/adapter-kit';
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
-import { ConnectionGate, closeClient, isCluster, openClient } from './connection.js';
+import { ConnectionGate, closeClient, isCluster, openClient, whenReady } from './connection.js';
 import { encodeUserKey, keyPrefixOf } from './keys.js';
 import {
   type CreateRedisAdapterOptions,
@@ -285,20 +285,9 @@ export class RedisAdapter implements PersistenceAdapter {
     return closing;
   }
 
-  /**
-   * Throws ADAPTER_CLOSED after `close()`; waits (at most `connectTimeout`) until an owned client is connected,
-   * at once when it is. A wait that `close()` cuts short fails with ADAPTER_CLOSED too.
-   */
-  async #ready(operation: string): Promise<void> {
-    await this.#lifecycle.client(operation);
-    const waiting = this.#gate?.ready();
-    if (waiting === undefined) return;
-    try {
-      await waiting;
-    } catch (error) {
-      this.#lifecycle.assertOpen(operation);
-      throw error;
-    }
+  /** See `whenReady`. */
+  #ready(operation: string): Promise<void> {
+    return whenReady(this.#lifecycle, this.#gate, operation);
   }
 
   /**

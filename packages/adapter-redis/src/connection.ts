@@ -1,4 +1,4 @@
-import { invalidOptions } from '@cagey-sessions/core/adapter-kit';
+import { type ClientLifecycle, invalidOptions } from '@cagey-sessions/core/adapter-kit';
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 
 /** How long `close()` lets a connected client finish QUIT (replies still in flight arrive) before dropping it. */
@@ -118,6 +118,26 @@ function isConfigurationError(error: Error): boolean {
  * wait); a client that is not connected (reconnecting, connecting to a server that does not answer) is dropped
  * at once: its reconnection stops and its sockets are destroyed.
  */
+/**
+ * Throws ADAPTER_CLOSED after `close()`; waits (at most `connectTimeout`) until an owned client is connected,
+ * at once when it is. A wait that `close()` cuts short fails with ADAPTER_CLOSED too.
+ */
+export async function whenReady(
+  lifecycle: ClientLifecycle<Redis | Cluster>,
+  gate: ConnectionGate | undefined,
+  operation: string,
+): Promise<void> {
+  await lifecycle.client(operation);
+  const waiting = gate?.ready();
+  if (waiting === undefined) return;
+  try {
+    await waiting;
+  } catch (error) {
+    lifecycle.assertOpen(operation);
+    throw error;
+  }
+}
+
 export async function closeClient(client: Redis | Cluster): Promise<void> {
   if (client.status === 'end') return;
   if (client.status !== 'ready') {

@@ -21,7 +21,7 @@ import {
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
 import { startupNodePasswords } from './adapter.js';
-import { ConnectionGate, closeClient, isCluster, openClient } from './connection.js';
+import { ConnectionGate, closeClient, isCluster, openClient, whenReady } from './connection.js';
 import { passwordsOf, URL_ENV_VAR } from './options.js';
 import { encodeHolder, type Holder, PresenceKeys, parseHolder } from './presence-keys.js';
 import {
@@ -410,16 +410,9 @@ export class RedisPresence implements Presence {
     return chunks;
   }
 
-  async #ready(operation: string): Promise<void> {
-    await this.#lifecycle.client(operation);
-    const waiting = this.#gate?.ready();
-    if (waiting === undefined) return;
-    try {
-      await waiting;
-    } catch (error) {
-      this.#lifecycle.assertOpen(operation);
-      throw error;
-    }
+  /** See `whenReady`. */
+  #ready(operation: string): Promise<void> {
+    return whenReady(this.#lifecycle, this.#gate, operation);
   }
 
   #wrap(operation: string, error: unknown): Error {
